@@ -1,0 +1,80 @@
+"""guardrail: governance and provenance middleware for AI image generation.
+
+    guard = guardrail.Guard.from_config("guardrail.yaml")
+    pipe = guard.wrap(pipeline)
+    out = pipe("a watercolor fox", user="alice")
+    out.governance.decision
+
+Names are imported on first use, so `import guardrail` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AuditError": "guardrail.errors",
+    "AuditWriteError": "guardrail.errors",
+    "ConfigError": "guardrail.errors",
+    "DatabaseUnavailable": "guardrail.errors",
+    "Decision": "guardrail.policy.decision",
+    "FiredRule": "guardrail.policy.decision",
+    "GenerationRequest": "guardrail.request",
+    "Governance": "guardrail.request",
+    "Guard": "guardrail.guard",
+    "GuardConfig": "guardrail.config",
+    "GuardedPipeline": "guardrail.guard",
+    "GuardedResult": "guardrail.request",
+    "GuardrailError": "guardrail.errors",
+    "HmacKey": "guardrail.audit.privacy",
+    "InputImage": "guardrail.request",
+    "ModelIdentity": "guardrail.request",
+    "Modification": "guardrail.policy.decision",
+    "Policy": "guardrail.policy.schema",
+    "PolicyEngine": "guardrail.policy.engine",
+    "PolicyError": "guardrail.errors",
+    "PolicyViolation": "guardrail.errors",
+    "Problem": "guardrail.errors",
+    "load_config": "guardrail.config",
+    "load_policy": "guardrail.policy.load",
+    "parse_policy": "guardrail.policy.load",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'guardrail' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from guardrail.audit.privacy import HmacKey
+    from guardrail.config import GuardConfig, load_config
+    from guardrail.errors import (
+        AuditError,
+        AuditWriteError,
+        ConfigError,
+        DatabaseUnavailable,
+        GuardrailError,
+        PolicyError,
+        PolicyViolation,
+        Problem,
+    )
+    from guardrail.guard import Guard, GuardedPipeline
+    from guardrail.policy.decision import Decision, FiredRule, Modification
+    from guardrail.policy.engine import PolicyEngine
+    from guardrail.policy.load import load_policy, parse_policy
+    from guardrail.policy.schema import Policy
+    from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity

@@ -1,0 +1,1 @@
+"""The audit log: tables, events, the durable writer, queries and migrations."""

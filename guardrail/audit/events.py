@@ -1,0 +1,154 @@
+"""Audit events: the rows one call writes, built from the typed objects of that call."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from guardrail.audit.privacy import PromptPrivacy
+from guardrail.audit.tables import SCHEMA_VERSION
+from guardrail.policy.decision import Decision
+from guardrail.request import GenerationRequest
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of the audit log."""
+
+    event_id: str
+    call_id: str
+    kind: str
+    created_at: datetime
+    user_id: str | None
+    roles: list[str]
+    status: str
+    policy_name: str
+    policy_version: str
+    privacy_mode: str
+    hmac_key_id: str | None
+    prompts: list[Any]
+    negative_prompts: list[Any]
+    params: dict[str, Any]
+    model: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    pipeline_class: str | None = None
+    model_name: str | None = None
+    decision: str | None = None
+    flagged: bool = False
+    rules: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What every event of one call shares."""
+
+    call_id: str
+    request: GenerationRequest
+    policy_name: str
+    policy_version: str
+    privacy: PromptPrivacy
+
+
+def request_event(ctx: CallContext) -> AuditEvent:
+    """The event written before anything is decided: evidence that the call was made."""
+    req = ctx.request
+    return AuditEvent(
+        event_id=new_id(),
+        call_id=ctx.call_id,
+        kind="request",
+        created_at=datetime.now(timezone.utc),
+        user_id=req.user,
+        roles=list(req.roles),
+        status="pending",
+        policy_name=ctx.policy_name,
+        policy_version=ctx.policy_version,
+        privacy_mode=ctx.privacy.mode,
+        hmac_key_id=ctx.privacy.key_id,
+        prompts=ctx.privacy.protect(req.prompts),
+        negative_prompts=ctx.privacy.protect(req.negative_prompts),
+        params=_jsonable(req.parameters()),
+        model=req.model.as_dict(),
+        inputs=[i.as_dict() for i in req.input_images],
+        pipeline_class=req.model.pipeline_class,
+        model_name=req.model.name_or_path,
+        detail={"has_prompt_embeds": req.has_prompt_embeds},
+    )
+
+
+def outcome_event(
+    ctx: CallContext,
+    *,
+    decision: Decision | None,
+    outputs: list[str],
+    durations_ms: dict[str, float],
+    error: BaseException | None = None,
+) -> AuditEvent:
+    """The event written after the call: decision, outputs, timings and any error."""
+    req = ctx.request
+    modified = decision.modified() if decision else {}
+    if error is not None:
+        status = "error"
+    elif decision is None or decision.effect == "deny":
+        status = "denied"
+    else:
+        status = "modified" if decision.effect == "modify" else "allowed"
+    negatives = modified.get("negative_prompts", req.negative_prompts)
+    detail: dict[str, Any] = {
+        "decision": decision.as_dict() if decision else None,
+        "outputs": [{"sha256": digest} for digest in outputs],
+        "durations_ms": durations_ms,
+    }
+    if "negative_prompts" in modified:
+        detail["decision"]["modified"]["negative_prompts"] = ctx.privacy.protect(negatives)
+        for mod in detail["decision"]["modifications"]:
+            if mod["field"] == "negative_prompts":
+                mod["before"] = ctx.privacy.protect(mod["before"])
+                mod["after"] = ctx.privacy.protect(mod["after"])
+    return AuditEvent(
+        event_id=new_id(),
+        call_id=ctx.call_id,
+        kind="outcome",
+        created_at=datetime.now(timezone.utc),
+        user_id=req.user,
+        roles=list(req.roles),
+        status=status,
+        policy_name=ctx.policy_name,
+        policy_version=ctx.policy_version,
+        privacy_mode=ctx.privacy.mode,
+        hmac_key_id=ctx.privacy.key_id,
+        prompts=ctx.privacy.protect(req.prompts),
+        negative_prompts=ctx.privacy.protect(list(negatives)),
+        params=_jsonable({**req.parameters(), **{k: v for k, v in modified.items() if k != "negative_prompts"}}),
+        model=req.model.as_dict(),
+        inputs=[i.as_dict() for i in req.input_images],
+        pipeline_class=req.model.pipeline_class,
+        model_name=req.model.name_or_path,
+        decision=decision.effect if decision else None,
+        flagged=bool(decision and decision.flagged),
+        rules=list(decision.rule_ids) if decision else [],
+        detail=detail,
+        error=f"{type(error).__name__}: {error}" if error is not None else None,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Params as JSON-safe data (anything else becomes its type name, never its contents)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return f"<{type(value).__name__}>"

@@ -1,0 +1,145 @@
+"""The audit writer: durable, retried, and loud when it cannot write.
+
+SQLite runs in WAL mode with synchronous=FULL (a committed event survives power loss) and every
+write transaction starts with BEGIN IMMEDIATE, so concurrent writers queue on the busy timeout
+instead of failing with "database is locked". PostgreSQL is used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from guardrail.audit.events import AuditEvent
+from guardrail.errors import AuditWriteError, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger("guardrail.audit")
+
+Migrate = Literal["auto", "check"]
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0)
+
+
+def database_url(value: str, base_dir: str | Path | None = None) -> str:
+    """A SQLAlchemy URL from a URL or a plain file path; relative SQLite paths resolve against base_dir."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    if "://" not in value:
+        return f"sqlite:///{(base / value).resolve()}"
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////") and value != "sqlite:///:memory:":
+        path = value.removeprefix("sqlite:///").split("?", 1)
+        query = f"?{path[1]}" if len(path) > 1 else ""
+        return f"sqlite:///{(base / path[0]).resolve()}{query}"
+    return value
+
+
+def create_engine(url: str) -> Engine:
+    """An engine configured for durable, concurrent audit writes."""
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # guardrail, not pysqlite, emits BEGIN
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def connect(url: str) -> tuple[Engine, str | None]:
+    """An engine that has reached the database, and the database's schema revision.
+
+    Raises DatabaseUnavailable, naming the URL (password hidden) and the reason.
+    """
+    import sqlalchemy as sa
+
+    from guardrail.audit import migrate
+
+    try:
+        engine = create_engine(url)
+        return engine, migrate.current_revision(engine)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseUnavailable(f"invalid database URL {safe_url(url)}: {exc}") from None
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        raise DatabaseUnavailable(f"cannot reach the audit database {safe_url(url)}: {_reason(exc)}") from None
+    except ModuleNotFoundError as exc:
+        raise DatabaseUnavailable(f"the driver for {safe_url(url)} is not installed: {exc.name}") from None
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+class AuditStore:
+    """Writes audit events. Connects and checks the schema on construction, so a bad database fails at start."""
+
+    def __init__(self, url: str, *, migrate: Migrate = "auto") -> None:
+        import sqlalchemy as sa
+
+        from guardrail.audit import migrate as migrations
+        from guardrail.audit.tables import audit_events
+
+        self.url = url
+        self._table = audit_events
+        self._operational_errors = (sa.exc.OperationalError, sa.exc.InterfaceError)
+        self.engine, current = connect(url)
+        head = migrations.head_revision()
+        if current != head:
+            if migrate == "auto":
+                try:
+                    migrations.upgrade(self.engine)
+                except sa.exc.SQLAlchemyError as exc:
+                    raise DatabaseUnavailable(f"cannot migrate {safe_url(url)}: {_reason(exc)}") from None
+            else:
+                raise DatabaseUnavailable(
+                    f"the audit database {safe_url(url)} is at schema revision {current or 'none'}, "
+                    f"expected {head}: run `guardrail db upgrade`"
+                )
+
+    def write(self, event: AuditEvent) -> None:
+        """Insert one event durably. Retries transient failures, then raises AuditWriteError."""
+        row = event.row()
+        last: Exception | None = None
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S)):
+            if delay:
+                time.sleep(delay)
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(self._table.insert(), row)
+                return
+            except self._operational_errors as exc:
+                last = exc
+                log.warning("audit write failed (attempt %d): %s", attempt + 1, _reason(exc))
+            except Exception as exc:
+                raise AuditWriteError(f"audit event {event.event_id} was not written: {_reason(exc)}") from exc
+        raise AuditWriteError(
+            f"audit event {event.event_id} was not written after {len(RETRY_DELAYS_S) + 1} attempts: {_reason(last)}"
+        ) from last
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _reason(exc: BaseException | None) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__

@@ -1,0 +1,42 @@
+"""The `guardrail` command. Errors become messages and exit codes here, in one place:
+0 ok, 1 denied or a failed check, 2 unusable input (usage, files, configuration, database)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from guardrail.cli import audit, db, init, policy
+from guardrail.cli.output import errors
+from guardrail.errors import GuardrailError, PolicyViolation
+
+app = typer.Typer(
+    name="guardrail",
+    help="Governance and provenance for AI image generation: policies, audit log, database.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(init.init)
+app.add_typer(policy.app, name="policy")
+app.add_typer(audit.app, name="audit")
+app.add_typer(db.app, name="db")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="guardrail")
+    except PolicyViolation as exc:
+        errors.print(f"[red]denied:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except GuardrailError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

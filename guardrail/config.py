@@ -1,0 +1,60 @@
+"""guardrail.yaml: where the policy, the audit database and the keys are. Strict: unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from guardrail.policy.load import read_text_file, read_yaml, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrivacyConfig(_Strict):
+    hmac_key_file: str | None = None
+    """Hex key for prompt HMACs; GUARDRAIL_HMAC_KEY is used when this is not set."""
+
+
+class GuardConfig(_Strict):
+    policy: str = "policies/default.yaml"
+    database: str = "guardrail.db"
+    """A SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a SQLite file path."""
+    on_deny: Literal["raise", "return"] = "raise"
+    migrate: Literal["auto", "check"] = "auto"
+    """auto: bring the audit schema up to date at start; check: refuse to start unless it is."""
+    privacy: PrivacyConfig = PrivacyConfig()
+    base_dir: str = "."
+    """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def load_config(path: str | Path) -> GuardConfig:
+    """Load guardrail.yaml; errors name file, line, column and field."""
+    file = str(path)
+    data = read_yaml(read_text_file(path), file)
+    if isinstance(data, dict) and "base_dir" in data:
+        return validate(GuardConfig, data, file, [(["base_dir"], "set by guardrail, not in the file")])
+    config = validate(GuardConfig, data, file)
+    return config.model_copy(update={"base_dir": str(Path(path).resolve().parent)})
+
+
+CONFIG_TEMPLATE = """\
+# guardrail configuration. Relative paths are relative to this file.
+policy: policies/default.yaml
+# A SQLite file (embedded default) or a URL, e.g. postgresql+psycopg://user@host/db
+database: guardrail.db
+# raise: a denied call raises guardrail.PolicyViolation; return: it returns a result with no images
+on_deny: raise
+# auto: bring the audit schema up to date at start; check: refuse to start unless it is
+migrate: auto
+privacy:
+  # Key for the HMACs that stand in for prompts in the audit log. Keep it secret; back it up.
+  hmac_key_file: .guardrail/hmac.key
+"""

@@ -1,0 +1,242 @@
+"""Guard (configured once) and GuardedPipeline (the drop-in wrapper). Orchestration only.
+
+The flow of one call, one direction:
+read the call -> audit the request -> decide -> (deny: audit, raise) -> apply changes ->
+generate -> hash outputs -> audit the outcome -> attach governance.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
+from guardrail.audit.events import CallContext, new_id, outcome_event, request_event
+from guardrail.audit.privacy import HmacKey, PromptPrivacy
+from guardrail.audit.store import AuditStore, Migrate, database_url
+from guardrail.config import GuardConfig, load_config
+from guardrail.errors import PolicyViolation
+from guardrail.images import image_sha256
+from guardrail.policy.decision import Decision
+from guardrail.policy.engine import PolicyEngine
+from guardrail.policy.load import load_policy
+from guardrail.policy.schema import Policy
+from guardrail.request import GenerationRequest, Governance, GuardedResult
+
+OnDeny = Literal["raise", "return"]
+
+
+class Guard:
+    """Holds the compiled policy, the audit store and the prompt-privacy settings; thread-safe.
+
+    Construction does all the checking (policy valid, key present, database reachable and at the
+    current schema), so a misconfigured Guard fails at start, never at its first call.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy | str | Path,
+        database: str = "guardrail.db",
+        on_deny: OnDeny = "raise",
+        hmac_key: HmacKey | str | Path | None = None,
+        migrate: Migrate = "auto",
+        base_dir: str | Path | None = None,
+    ) -> None:
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.engine = PolicyEngine(self.policy)
+        self.on_deny = on_deny
+        key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
+        self.privacy = PromptPrivacy(self.policy.privacy.prompts, key or HmacKey.from_env())
+        self.store = AuditStore(database_url(database, base_dir), migrate=migrate)
+
+    @classmethod
+    def from_config(cls, path: str | Path = "guardrail.yaml") -> Guard:
+        """A Guard from guardrail.yaml; relative paths in it resolve against the file's folder."""
+        return cls.from_settings(load_config(path))
+
+    @classmethod
+    def from_settings(cls, config: GuardConfig) -> Guard:
+        key_file = config.privacy.hmac_key_file
+        return cls(
+            policy=config.path(config.policy),
+            database=config.database,
+            on_deny=config.on_deny,
+            hmac_key=config.path(key_file) if key_file else None,
+            migrate=config.migrate,
+            base_dir=config.base_dir,
+        )
+
+    @property
+    def policy_version(self) -> str:
+        return self.engine.version
+
+    def evaluate(self, request: GenerationRequest) -> Decision:
+        """The decision for a request, without generating or writing anything."""
+        return self.engine.evaluate(request)
+
+    def wrap(self, target: Any, *, model: str | None = None) -> GuardedPipeline:
+        """Guard a diffusers pipeline or any callable returning images. `model` names it in the audit log."""
+        hash_weights = any(
+            names.allow_sha256 or names.deny_sha256
+            for rule in self.policy.rules
+            for names in (rule.models, rule.adapters)
+            if names is not None
+        )
+        return GuardedPipeline(self, adapter_for(target, model=model, hash_weights=hash_weights))
+
+    def guarded(self, fn: Callable[..., Any] | None = None, *, model: str | None = None) -> Any:
+        """Decorator form of wrap(): `@guard.guarded` or `@guard.guarded(model="my-gan")`."""
+        if fn is None:
+            return functools.partial(self.guarded, model=model)
+        wrapper = self.wrap(fn, model=model)
+        functools.update_wrapper(wrapper, fn)
+        return wrapper
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        adapter: CallAdapter,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        user: str | None,
+        roles: Iterable[str],
+    ) -> Any:
+        """One guarded call. Raises PolicyViolation on deny (unless on_deny is "return"), AuditWriteError
+        when the log cannot be written, and the target's own exception when generation fails."""
+        timings: dict[str, float] = {}
+        clock = _Clock(timings)
+        with clock("read"):
+            request = adapter.read(args, kwargs, user=user, roles=tuple(roles))
+        ctx = CallContext(new_id(), request, self.policy.name, self.engine.version, self.privacy)
+        with clock("audit_request"):
+            self.store.write(request_event(ctx))
+        with clock("policy"):
+            decision = self.engine.evaluate(request)
+        if not decision.allowed:
+            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings))
+            governance = self._governance(ctx, decision, ())
+            if self.on_deny == "raise":
+                raise PolicyViolation(decision, ctx.call_id)
+            return GuardedResult(images=[], governance=governance)
+        call_args, call_kwargs = adapter.apply(args, kwargs, decision)
+        try:
+            with clock("generate"):
+                output = adapter.target(*call_args, **call_kwargs)
+        except BaseException as exc:
+            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, error=exc))
+            raise
+        with clock("hash_outputs"):
+            digests = tuple(image_sha256(image) for image in adapter.output_images(output))
+        self.store.write(outcome_event(ctx, decision=decision, outputs=list(digests), durations_ms=timings))
+        return adapter.attach(output, self._governance(ctx, decision, digests))
+
+    def _governance(self, ctx: CallContext, decision: Decision, digests: tuple[str, ...]) -> Governance:
+        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests)
+
+
+class _Clock:
+    """Times named stages into a dict of milliseconds."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.name = ""
+        self.start = 0.0
+
+    def __call__(self, name: str) -> _Clock:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.into[self.name] = round((time.perf_counter() - self.start) * 1000, 3)
+
+
+class GuardedPipeline:
+    """A drop-in for the wrapped pipeline or callable: same call signature plus `user=` and `roles=`,
+    every other attribute passed through. Methods that return the pipeline itself (`.to()`) return
+    the guarded wrapper, so chaining keeps the guard on."""
+
+    _own = frozenset(
+        {
+            "_guard",
+            "_adapter",
+            "__wrapped__",
+            "__name__",
+            "__qualname__",
+            "__doc__",
+            "__module__",
+            "__dict__",
+            "__type_params__",
+        }
+    )
+
+    def __init__(self, guard: Guard, adapter: CallAdapter) -> None:
+        object.__setattr__(self, "_guard", guard)
+        object.__setattr__(self, "_adapter", adapter)
+
+    @property
+    def wrapped(self) -> Any:
+        """The pipeline or callable being guarded."""
+        return self._adapter.target
+
+    @property
+    def guard(self) -> Guard:
+        return self._guard
+
+    def __call__(self, *args: Any, user: str | None = None, roles: Iterable[str] = (), **kwargs: Any) -> Any:
+        return self._guard.run(self._adapter, args, kwargs, user=user, roles=roles)
+
+    def load_lora_weights(self, source: Any, adapter_name: str | None = None, **kwargs: Any) -> None:
+        """Load a LoRA through the pipeline, recording the SHA-256 of its file for policy hash lists."""
+        target = self._adapter.target
+        before = _adapters(target)
+        target.load_lora_weights(source, adapter_name=adapter_name, **kwargs)
+        if isinstance(self._adapter, DiffusersAdapter) and isinstance(source, str | Path):
+            for name in _adapters(target) - before or ({adapter_name} if adapter_name else set()):
+                self._adapter.record_adapter(name, source, kwargs.get("weight_name"))
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._adapter.target, name)
+        if callable(value) and not isinstance(value, type) and hasattr(value, "__self__"):
+            return _returns_wrapper(value, self)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._own:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._adapter.target, name, value)
+
+    def __repr__(self) -> str:
+        return f"GuardedPipeline({self._adapter.target!r}, policy={self._guard.policy.name!r})"
+
+
+def _returns_wrapper(method: Callable[..., Any], wrapper: GuardedPipeline) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = method(*args, **kwargs)
+        return wrapper if result is wrapper.wrapped else result
+
+    return call
+
+
+def _adapters(pipe: Any) -> set[str]:
+    try:
+        return {n for names in pipe.get_list_adapters().values() for n in names}
+    except Exception:
+        return set()

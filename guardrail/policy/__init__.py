@@ -1,0 +1,1 @@
+"""Policies: schema (the YAML format), load (located errors), text (normalisation), engine (evaluate)."""

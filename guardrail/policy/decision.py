@@ -1,0 +1,78 @@
+"""A policy decision as data: the effect, the rules that produced it, and what it changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Outcome = Literal["allow", "modify", "deny"]
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    """A rule whose condition held for a request."""
+
+    id: str
+    effect: str
+    message: str
+    detail: str = ""
+    """What triggered it: the normalised text that matched, or the parameter and its value."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "effect": self.effect, "message": self.message, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Modification:
+    """One change a modify rule makes to the call before it runs."""
+
+    field: str
+    """A GenerationRequest field: width, height, steps, guidance, images_per_prompt or negative_prompts."""
+    before: Any
+    after: Any
+    rule_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "before": self.before, "after": self.after, "rule_id": self.rule_id}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """allow, modify or deny; deny overrides. `errors` lists what could not be decided (and so denied)."""
+
+    effect: Outcome
+    fired: tuple[FiredRule, ...] = ()
+    modifications: tuple[Modification, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.effect != "deny"
+
+    @property
+    def flagged(self) -> bool:
+        return any(rule.effect == "flag" for rule in self.fired)
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(rule.id for rule in self.fired))
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(rule.message for rule in self.fired if rule.message))
+
+    def modified(self) -> dict[str, Any]:
+        """Field -> value after modification."""
+        return {m.field: m.after for m in self.modifications}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.effect,
+            "flagged": self.flagged,
+            "rules": list(self.rule_ids),
+            "messages": list(self.messages),
+            "fired": [rule.as_dict() for rule in self.fired],
+            "modified": {m.field: m.after for m in self.modifications},
+            "modifications": [m.as_dict() for m in self.modifications],
+            "errors": list(self.errors),
+        }

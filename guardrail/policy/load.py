@@ -1,0 +1,139 @@
+"""Reading YAML into strict models, with every error located by file, line, column and field path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from guardrail.errors import PolicyError, Problem
+from guardrail.policy.schema import Policy
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_POLICY_BYTES = 5 * 1024 * 1024
+
+
+def read_yaml(text: str, file: str) -> Any:
+    """Parse YAML safely, keeping line numbers; duplicate keys and syntax errors raise PolicyError."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        raise PolicyError([Problem(f"YAML: {message}", file, line, column)]) from None
+    except YAMLError as exc:
+        raise PolicyError([Problem(f"YAML: {exc}", file)]) from None
+
+
+def locate(data: Any, path: Sequence[str | int]) -> tuple[int | None, int | None]:
+    """1-based line and column of the deepest node on `path` that exists in the parsed YAML."""
+    line = column = None
+    node = data
+    for key in path:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None and isinstance(key, int | str):
+                line, column = lc.key(key) if isinstance(key, str) else lc.item(key)
+            node = node[key]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    if line is None and getattr(data, "lc", None) is not None:
+        line, column = data.lc.line, data.lc.col
+    return (line + 1 if line is not None else None, column + 1 if column is not None else None)
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def validate(model: type[M], data: Any, file: str, extra: Sequence[tuple[Sequence[str | int], str]] = ()) -> M:
+    """Validate parsed YAML against a model; raise PolicyError listing every problem, located."""
+    if data is None:
+        raise PolicyError([Problem("the file is empty", file, 1, 1)])
+    problems: list[Problem] = []
+    result: M | None = None
+    try:
+        result = model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            # A model-level check reports its model's path; a missing key reports the key.
+            line, column = locate(data, loc)
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(Problem(message, file, line, column, _field_path(loc) or None))
+    for loc, message in extra:
+        line, column = locate(data, loc)
+        problems.append(Problem(message, file, line, column, _field_path(loc)))
+    if problems or result is None:
+        raise PolicyError(problems)
+    return result
+
+
+def _policy_references(data: Any) -> list[tuple[list[str | int], str]]:
+    """Cross-field checks pydantic cannot see per field: duplicate rule ids and unknown term lists."""
+    problems: list[tuple[list[str | int], str]] = []
+    if not isinstance(data, dict):
+        return problems
+    rules = data.get("rules") or []
+    term_lists = data.get("term_lists") or {}
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        rule_id = rule.get("id")
+        if isinstance(rule_id, str):
+            if rule_id in seen:
+                problems.append(
+                    (["rules", i, "id"], f"duplicate rule id {rule_id!r} (first at rules[{seen[rule_id]}])")
+                )
+            seen.setdefault(rule_id, i)
+        prompt = rule.get("prompt")
+        names = prompt.get("term_lists") if isinstance(prompt, dict) else None
+        for j, name in enumerate(names if isinstance(names, list) else []):
+            if isinstance(term_lists, dict) and name not in term_lists:
+                problems.append((["rules", i, "prompt", "term_lists", j], f"unknown term list {name!r}"))
+    return problems
+
+
+def parse_policy(text: str, file: str = "<policy>") -> Policy:
+    """Parse and validate policy YAML text."""
+    data = read_yaml(text, file)
+    return validate(Policy, data, file, _policy_references(data))
+
+
+def read_text_file(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> str:
+    """Read a UTF-8 input file, refusing directories, missing files and oversized files with a clear error."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise PolicyError([Problem("not a regular file", str(p))])
+        if size > max_bytes:
+            raise PolicyError([Problem(f"file is {size} bytes; the limit is {max_bytes}", str(p))])
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError([Problem("file not found", str(p))]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError([Problem(f"not UTF-8 text ({exc.reason} at byte {exc.start})", str(p))]) from None
+    except OSError as exc:
+        raise PolicyError([Problem(f"cannot read: {exc.strerror}", str(p))]) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load a policy file. Raises PolicyError naming file, line, column and field for every problem."""
+    return parse_policy(read_text_file(path), str(path))

@@ -1,0 +1,161 @@
+"""The policy format: strict pydantic models, so every unknown key or wrong type is an error.
+
+A policy is an ordered list of rules. A rule has an id, an effect, an optional scope (`when`:
+users and roles) and at most one condition; a rule without a condition fires for every request
+in its scope (useful for role grants when `default: deny`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+Effect = Literal["allow", "deny", "modify", "flag"]
+PrivacyMode = Literal["hmac", "plaintext", "redacted"]
+TextField = Literal["prompt", "negative_prompt"]
+
+
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return pattern
+
+
+def _valid_sha256(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("expected 64 lower-case hex digits (a SHA-256)")
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
+Sha256 = Annotated[str, AfterValidator(_valid_sha256)]
+RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scope(_Strict):
+    """Who a rule applies to. Empty lists mean everyone."""
+
+    users: list[str] = []
+    roles: list[str] = []
+    except_users: list[str] = []
+    except_roles: list[str] = []
+
+    def applies(self, user: str | None, roles: tuple[str, ...]) -> bool:
+        if self.users and user not in self.users:
+            return False
+        if self.roles and not set(roles) & set(self.roles):
+            return False
+        if user is not None and user in self.except_users:
+            return False
+        return not set(roles) & set(self.except_roles)
+
+
+class TextCondition(_Strict):
+    """Terms (whole words, after normalisation) and regexes matched against prompt text."""
+
+    terms: list[str] = []
+    term_lists: list[str] = []
+    """Names of entries in the policy's `term_lists`."""
+    regex: list[Regex] = []
+    fields: list[TextField] = ["prompt"]
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Limits(_Strict):
+    """Parameter bounds. With effect `modify` values are clamped; with `deny` or `flag` they fire."""
+
+    width: Range | None = None
+    height: Range | None = None
+    pixels: Range | None = None
+    steps: Range | None = None
+    guidance: Range | None = None
+    images: Range | None = None
+    """Images per call: prompts x images per prompt."""
+
+
+class NameList(_Strict):
+    """Allow and deny lists by name (shell-style wildcards) and by weight-file SHA-256."""
+
+    allow: list[str] = []
+    deny: list[str] = []
+    allow_sha256: list[Sha256] = []
+    deny_sha256: list[Sha256] = []
+
+
+class Rule(_Strict):
+    id: RuleId
+    description: str = ""
+    effect: Effect
+    message: str = ""
+    when: Scope = Scope()
+    prompt: TextCondition | None = None
+    require_negative: list[str] | None = None
+    """Terms the negative prompt must contain; missing ones are appended (effect must be modify)."""
+    limits: Limits | None = None
+    models: NameList | None = None
+    adapters: NameList | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Rule:
+        present = [n for n in ("prompt", "require_negative", "limits", "models", "adapters") if getattr(self, n)]
+        if len(present) > 1:
+            raise ValueError(f"a rule has at most one condition, this one has {', '.join(present)}")
+        if self.require_negative is not None and self.effect != "modify":
+            raise ValueError("require_negative appends terms, so its effect must be 'modify'")
+        if self.effect == "modify" and not (self.limits or self.require_negative):
+            raise ValueError("effect 'modify' needs something to modify: limits or require_negative")
+        if self.effect == "allow" and present:
+            raise ValueError("an 'allow' rule grants access to its scope; it takes no condition")
+        return self
+
+
+class Privacy(_Strict):
+    prompts: PrivacyMode = "hmac"
+    """How prompts are stored in the audit log: keyed HMAC-SHA256 (default), plaintext, or redacted."""
+
+
+class Policy(_Strict):
+    """A whole policy file."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    default: Literal["allow", "deny"] = "allow"
+    """The effect when no allow or deny rule fires."""
+    prompt_embeds: Literal["deny", "flag", "allow"] = "deny"
+    """What to do with calls that pass prompt embeddings without text (text that cannot be checked)."""
+    privacy: Privacy = Privacy()
+    term_lists: dict[str, list[str]] = {}
+    rules: list[Rule] = []
+
+    @property
+    def version(self) -> str:
+        """The content hash: SHA-256 of the canonical JSON of the parsed policy."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of the policy format, for editors and validators."""
+    return Policy.model_json_schema()
