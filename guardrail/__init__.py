@@ -32,12 +32,14 @@ _EXPORTS = {
     "HmacKey": "guardrail.audit.privacy",
     "InputImage": "guardrail.request",
     "ModelIdentity": "guardrail.request",
+    "CallSummary": "guardrail.audit.query",
     "Modification": "guardrail.policy.decision",
     "Policy": "guardrail.policy.schema",
     "PolicyEngine": "guardrail.policy.engine",
     "PolicyError": "guardrail.errors",
     "PolicyViolation": "guardrail.errors",
     "Problem": "guardrail.errors",
+    "init_project": "guardrail.project",
     "load_config": "guardrail.config",
     "load_policy": "guardrail.policy.load",
     "parse_policy": "guardrail.policy.load",
@@ -61,6 +63,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from guardrail.audit.privacy import HmacKey
+    from guardrail.audit.query import CallSummary
     from guardrail.config import GuardConfig, load_config
     from guardrail.errors import (
         AuditError,
@@ -77,4 +80,5 @@ if TYPE_CHECKING:
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy, parse_policy
     from guardrail.policy.schema import Policy
+    from guardrail.project import init_project
     from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity

@@ -200,7 +200,8 @@ class DiffusersAdapter(CallAdapter):
 
     def model_identity(self) -> ModelIdentity:
         pipe = self.target
-        name = self.model_name or getattr(pipe, "name_or_path", None) or _config_get(pipe, "_name_or_path") or None
+        found = self.model_name or getattr(pipe, "name_or_path", None) or _config_get(pipe, "_name_or_path")
+        name = str(found) if found else None
         return ModelIdentity(
             pipeline_class=type(pipe).__name__,
             name_or_path=name,

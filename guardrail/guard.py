@@ -16,6 +16,7 @@ from typing import Any, Literal
 from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
 from guardrail.audit.events import CallContext, new_id, outcome_event, request_event
 from guardrail.audit.privacy import HmacKey, PromptPrivacy
+from guardrail.audit.query import CallSummary, list_calls
 from guardrail.audit.store import AuditStore, Migrate, database_url
 from guardrail.config import GuardConfig, load_config
 from guardrail.errors import PolicyViolation
@@ -95,6 +96,10 @@ class Guard:
         wrapper = self.wrap(fn, model=model)
         functools.update_wrapper(wrapper, fn)
         return wrapper
+
+    def recent_calls(self, limit: int = 50, *, user: str | None = None) -> list[CallSummary]:
+        """The latest calls in the audit log, newest first. Reads only."""
+        return list_calls(self.store.engine, limit=limit, user=user)
 
     def close(self) -> None:
         self.store.close()

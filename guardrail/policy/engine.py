@@ -56,7 +56,7 @@ class PolicyEngine:
         rules = self.policy.rules
         in_scope = [r.when.applies(request.user, request.roles) for r in rules]
 
-        for index, field, hit in self._text_hits(request):
+        for index, field, hit in sorted(self._text_hits(request), key=lambda h: h[0]):
             rule = rules[index]
             if in_scope[index] and field in rule.prompt.fields:  # type: ignore[union-attr]
                 fired.append(_fire(rule, f"{field} matched {hit!r}"))

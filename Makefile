@@ -1,0 +1,47 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv, installs guardrail, runs the offline quickstart on SQLite
+#   make test   the same install, then the whole test suite (starts PostgreSQL if it is down)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint bench postgres clean
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c .ci/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check guardrail tests examples bench migrations
+	$(VENV)/bin/ruff format --check guardrail tests examples bench migrations
+
+# pytest exits 5 when it collects no tests; that is not a failure of the code under test.
+test: $(STAMP) postgres lint
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n1) main start) || \
+	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; its tests will fail"
+
+bench: $(STAMP)
+	$(PY) bench/policy_eval.py
+	$(PY) bench/wrapper_overhead.py
+	$(PY) bench/import_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart

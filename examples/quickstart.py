@@ -1,0 +1,82 @@
+"""guardrail quickstart: wrap a diffusers pipeline, run an allowed, a modified and a denied call,
+then read the audit log. Runs offline: the pipeline is a tiny one with random weights (its images
+are noise), built on the spot; the audit log is an embedded SQLite database in .quickstart/.
+
+    make demo        (or: python examples/quickstart.py)
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import guardrail
+from guardrail.testing import tiny_pipeline
+
+console = Console()
+workdir = Path(".quickstart")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    project = guardrail.init_project(workdir, force=True)  # guardrail.yaml, policy, HMAC key, database
+    guard = guardrail.Guard.from_config(project.config)
+    console.print(
+        f"policy [bold]{guard.policy.name}[/bold] version {guard.policy_version[:12]}, audit log {project.database}"
+    )
+
+    pipe = guard.wrap(tiny_pipeline("txt2img"), model="tiny-sd-random-weights")  # the two lines
+    pipe.set_progress_bar_config(disable=True)  # attribute access passes through to the pipeline
+
+    # 1. Allowed: a clean prompt that already carries the policy's required negative terms.
+    out = pipe(
+        "a watercolor fox in a snowy forest",
+        negative_prompt="nsfw, nudity, gore, blurry",
+        user="alice",
+        num_inference_steps=4,
+        height=64,
+        width=64,
+    )
+    out.images[0].save(workdir / "allowed.png")
+    show("allowed", out.governance)
+
+    # 2. Modified: too many steps are clamped and the required negative terms are appended.
+    out = pipe("a lighthouse at dusk, oil painting", user="bob", num_inference_steps=80, height=64, width=64)
+    show("modified", out.governance)
+
+    # 3. Denied: obfuscated text is normalised ("g0re" -> "gore"); the pipeline never runs.
+    try:
+        pipe("a g0re-soaked battlefield", user="mallory", num_inference_steps=4)
+    except guardrail.PolicyViolation as exc:
+        console.print(f"[red]denied[/red]   rules={list(exc.decision.rule_ids)} audit={exc.audit_id[:12]}")
+        console.print(f"           {'; '.join(exc.decision.messages)}")
+
+    table = Table(title="audit log (guardrail audit list --config .quickstart/guardrail.yaml)")
+    for column in ("call", "user", "status", "rules", "model"):
+        table.add_column(column)
+    for call in guard.recent_calls():
+        table.add_row(call.call_id[:12], call.user or "", call.status, ", ".join(call.rules), call.model or "")
+    console.print(table)
+    guard.close()
+    console.print(
+        f"done in {time.perf_counter() - started:.1f} s; try: guardrail audit show <call> --config {project.config}"
+    )
+
+
+def show(label: str, governance: guardrail.Governance) -> None:
+    decision = governance.decision
+    colour = "green" if decision.effect == "allow" else "yellow"
+    console.print(f"[{colour}]{label:<8}[/{colour}] rules={list(decision.rule_ids)} audit={governance.audit_id[:12]}")
+    for change in decision.modifications:
+        console.print(f"           {change.field}: {change.before!r} -> {change.after!r}")
+
+
+if __name__ == "__main__":
+    main()

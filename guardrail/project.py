@@ -1,0 +1,54 @@
+"""Setting up a folder for guardrail: config, default policy, private HMAC key, audit database."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from guardrail._resources import data_dir
+from guardrail.audit.privacy import create_key_file
+from guardrail.audit.store import AuditStore, database_url, safe_url
+from guardrail.config import CONFIG_TEMPLATE
+from guardrail.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Project:
+    """What init_project made: paths, whether the key is new, and the database URL (password hidden)."""
+
+    config: Path
+    policy: Path
+    key: Path
+    key_created: bool
+    database: str
+
+
+def init_project(directory: str | Path = ".", *, database: str | None = None, force: bool = False) -> Project:
+    """Create guardrail.yaml, policies/default.yaml, .guardrail/hmac.key and the audit database.
+
+    Writes files. Refuses to overwrite the config or policy unless `force`; never replaces a key
+    (prompt HMACs already in the log could no longer be checked).
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "guardrail.yaml"
+    policy_file = folder / "policies" / "default.yaml"
+    key_file = folder / ".guardrail" / "hmac.key"
+    for path in (config_file, policy_file):
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists; pass force=True (--force) to overwrite it")
+    text = (
+        CONFIG_TEMPLATE
+        if database is None
+        else CONFIG_TEMPLATE.replace("database: guardrail.db", f"database: {database}")
+    )
+    config_file.write_text(text, encoding="utf-8")
+    policy_file.parent.mkdir(exist_ok=True)
+    shutil.copyfile(data_dir("policies") / "default.yaml", policy_file)
+    key_created = not key_file.exists()
+    if key_created:
+        create_key_file(key_file)
+    url = database_url(database or "guardrail.db", folder)
+    AuditStore(url, migrate="auto").close()
+    return Project(config_file, policy_file, key_file, key_created, safe_url(url))
