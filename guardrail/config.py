@@ -26,6 +26,8 @@ class GuardConfig(_Strict):
     on_deny: Literal["raise", "return"] = "raise"
     migrate: Literal["auto", "check"] = "auto"
     """auto: bring the audit schema up to date at start; check: refuse to start unless it is."""
+    durability: Literal["outcome", "full"] = "outcome"
+    """SQLite: outcome fsyncs each call's outcome event (and so all before it); full fsyncs every event."""
     privacy: PrivacyConfig = PrivacyConfig()
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
@@ -54,6 +56,9 @@ database: guardrail.db
 on_deny: raise
 # auto: bring the audit schema up to date at start; check: refuse to start unless it is
 migrate: auto
+# SQLite only. outcome: each call's outcome event is fsynced before images are returned (the request
+# event before it survives a crash and is made power-safe by that fsync); full: fsync every event.
+durability: outcome
 privacy:
   # Key for the HMACs that stand in for prompts in the audit log. Keep it secret; back it up.
   hmac_key_file: .guardrail/hmac.key

@@ -17,7 +17,7 @@ from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
 from guardrail.audit.events import CallContext, new_id, outcome_event, request_event
 from guardrail.audit.privacy import HmacKey, PromptPrivacy
 from guardrail.audit.query import CallSummary, list_calls
-from guardrail.audit.store import AuditStore, Migrate, database_url
+from guardrail.audit.store import AuditStore, Durability, Migrate, database_url
 from guardrail.config import GuardConfig, load_config
 from guardrail.errors import PolicyViolation
 from guardrail.images import image_sha256
@@ -45,6 +45,7 @@ class Guard:
         on_deny: OnDeny = "raise",
         hmac_key: HmacKey | str | Path | None = None,
         migrate: Migrate = "auto",
+        durability: Durability = "outcome",
         base_dir: str | Path | None = None,
     ) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -52,7 +53,7 @@ class Guard:
         self.on_deny = on_deny
         key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
         self.privacy = PromptPrivacy(self.policy.privacy.prompts, key or HmacKey.from_env())
-        self.store = AuditStore(database_url(database, base_dir), migrate=migrate)
+        self.store = AuditStore(database_url(database, base_dir), migrate=migrate, durability=durability)
 
     @classmethod
     def from_config(cls, path: str | Path = "guardrail.yaml") -> Guard:
@@ -68,6 +69,7 @@ class Guard:
             on_deny=config.on_deny,
             hmac_key=config.path(key_file) if key_file else None,
             migrate=config.migrate,
+            durability=config.durability,
             base_dir=config.base_dir,
         )
 

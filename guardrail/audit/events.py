@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from guardrail.audit.privacy import PromptPrivacy
-from guardrail.audit.tables import SCHEMA_VERSION
 from guardrail.policy.decision import Decision
 from guardrail.request import GenerationRequest
+
+SCHEMA_VERSION = 1
+"""Version of the event payload layout, stored on every row."""
 
 
 def new_id() -> str:
@@ -47,7 +49,8 @@ class AuditEvent:
     schema_version: int = SCHEMA_VERSION
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The column values (shallow: dataclasses.asdict would deep-copy every JSON payload)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
-SCHEMA_VERSION = 1
-"""Version of the event payload layout, stored on every row."""
-
 metadata = MetaData()
 
 # BigInteger on PostgreSQL, INTEGER (rowid alias, so auto-incrementing) on SQLite.
@@ -20,20 +17,20 @@ audit_events = Table(
     metadata,
     Column("seq", _Seq, primary_key=True, autoincrement=True),
     Column("event_id", String(32), nullable=False, unique=True),
-    Column("call_id", String(32), nullable=False, index=True),
+    Column("call_id", String(32), nullable=False),
     Column("kind", String(16), nullable=False),  # request | outcome
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("schema_version", Integer, nullable=False),
     Column("user_id", String(256), index=True),
     Column("roles", JSON, nullable=False),
     Column("status", String(16), nullable=False, index=True),  # pending | allowed | modified | denied | error
-    Column("decision", String(8), index=True),  # allow | modify | deny, on outcome events
+    Column("decision", String(8)),  # allow | modify | deny, on outcome events
     Column("flagged", Boolean, nullable=False, default=False),
     Column("rules", JSON, nullable=False),
     Column("policy_name", String(200), nullable=False),
-    Column("policy_version", String(64), nullable=False, index=True),
+    Column("policy_version", String(64), nullable=False),
     Column("pipeline_class", String(200)),
-    Column("model_name", String(1024), index=True),
+    Column("model_name", String(1024)),
     Column("privacy_mode", String(16), nullable=False),
     Column("hmac_key_id", String(32)),
     Column("prompts", JSON, nullable=False),

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from guardrail.audit.store import database_url
-from guardrail.config import load_config
-
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml to read the database from."),
@@ -24,6 +21,9 @@ DatabaseOption = Annotated[
 
 def resolve_database(config: Path, database: str | None) -> str:
     """The database URL: --database if given, else the one in the config file."""
+    from guardrail.audit.store import database_url
+    from guardrail.config import load_config
+
     if database:
         return database_url(database)
     if not config.exists():

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guardrail.policy.decision import Decision, FiredRule, Modification
-from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule
+from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule, Scope
 from guardrail.policy.text import TextMatcher, normalize
 from guardrail.request import GenerationRequest
 
@@ -16,6 +16,8 @@ PROMPT_EMBEDS_RULE = "guardrail.prompt-embeds"
 DEFAULT_DENY_RULE = "guardrail.default-deny"
 UNCLAMPABLE_RULE = "guardrail.unclampable"
 EVALUATION_ERROR_RULE = "guardrail.evaluation-error"
+
+_EVERYONE = Scope()
 
 # Limit name -> (request field it reads, value kind). `images` and `pixels` are derived.
 _CLAMPED_FIELDS = {"width": int, "height": int, "steps": int, "guidance": float}
@@ -36,6 +38,9 @@ class PolicyEngine:
             terms += [(term, index) for term in [*rule.prompt.terms, *listed]]
             regexes += [(pattern, index) for pattern in rule.prompt.regex]
         self._matcher = TextMatcher(terms, regexes)
+        self._conditions = [i for i, rule in enumerate(policy.rules) if rule.prompt is None]
+        self._scoped = [i for i, rule in enumerate(policy.rules) if rule.when != _EVERYONE]
+        self._text_fields = {f for rule in policy.rules if rule.prompt for f in rule.prompt.fields}
         self._negative_terms = {
             i: [(t, normalize(t)) for t in rule.require_negative]
             for i, rule in enumerate(policy.rules)
@@ -54,15 +59,18 @@ class PolicyEngine:
         fired: list[FiredRule] = []
         modifications: list[Modification] = []
         rules = self.policy.rules
-        in_scope = [r.when.applies(request.user, request.roles) for r in rules]
+        in_scope = [True] * len(rules)
+        for index in self._scoped:
+            in_scope[index] = rules[index].when.applies(request.user, request.roles)
 
         for index, field, hit in sorted(self._text_hits(request), key=lambda h: h[0]):
             rule = rules[index]
             if in_scope[index] and field in rule.prompt.fields:  # type: ignore[union-attr]
                 fired.append(_fire(rule, f"{field} matched {hit!r}"))
 
-        for index, rule in enumerate(rules):
-            if not in_scope[index] or rule.prompt is not None:
+        for index in self._conditions:
+            rule = rules[index]
+            if not in_scope[index]:
                 continue
             if rule.limits is not None:
                 self._check_limits(rule, rule.limits, request, fired, modifications)
@@ -93,6 +101,8 @@ class PolicyEngine:
     def _text_hits(self, request: GenerationRequest) -> list[tuple[int, str, str]]:
         hits = []
         for field, texts in (("prompt", request.prompts), ("negative_prompt", request.negative_prompts)):
+            if field not in self._text_fields:
+                continue
             for text in texts:
                 hits += [(h.value, field, h.matched) for h in self._matcher.find(text)]
         return hits

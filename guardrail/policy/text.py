@@ -51,8 +51,12 @@ def fold(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The normalised words of a text."""
-    text = fold(text).translate(_confusables())
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) not in _DROPPED_CATEGORIES)
+    if text.isascii():  # no homoglyphs, marks or zero-width characters to remove: skip the slow steps
+        text = text.lower()
+    else:
+        text = fold(text).translate(_confusables())
+        decomposed = unicodedata.normalize("NFD", text)
+        text = "".join(c for c in decomposed if unicodedata.category(c) not in _DROPPED_CATEGORIES)
     text = _LEET_BEFORE_WORD.sub(lambda m: "i" if m.group() == "!" else "l", text)
     return [t.translate(_LEET) for t in _TOKEN.findall(text.translate(_LEET))]
 
@@ -97,7 +101,8 @@ class TextHit(Generic[T]):
 class TextMatcher(Generic[T]):
     """Whole-word terms and regular expressions, compiled once, matched against many texts.
 
-    Regexes see both the light view (NFKC, case folded) and the normalised views.
+    Regexes see the light view (NFKC, case folded) and the normalised views, each as its own line
+    (they are compiled with re.MULTILINE, so ^ and $ match at the start and end of each view).
     """
 
     def __init__(self, terms: Iterable[tuple[str, T]] = (), regexes: Iterable[tuple[str, T]] = ()) -> None:
@@ -108,7 +113,8 @@ class TextMatcher(Generic[T]):
                 by_key.setdefault(key, []).append((term, value))
         self._words = _automaton({f" {key} ": values for key, values in by_key.items()})
         self._letters = _automaton({key.replace(" ", ""): values for key, values in by_key.items()})
-        self._regexes = [(re.compile(p), p, v) for p, v in regexes]
+        self._regexes = [(re.compile(p, re.MULTILINE), p, v) for p, v in regexes]
+        self._prefilter = _prefilter([p for p, _ in regexes])
 
     def find(self, text: str) -> list[TextHit[T]]:
         """Every term and regex that matches the text (each pattern once)."""
@@ -125,14 +131,30 @@ class TextMatcher(Generic[T]):
                         seen.add((term, id(value)))
                         hits.append(TextHit(value, term, key.strip()))
         if self._regexes:
-            regex_views = [fold(text), words, " ".join(runs)]
+            # All views in one text, one per line ("." does not cross lines); most texts match no
+            # regex, which one search of the combined prefilter shows.
+            views_text = "\n".join([fold(text), words, " ".join(runs)])
+            if self._prefilter is not None and not self._prefilter.search(views_text):
+                return hits
             for regex, pattern, value in self._regexes:
-                for view in regex_views:
-                    match = regex.search(view)
-                    if match:
-                        hits.append(TextHit(value, pattern, match.group().strip()))
-                        break
+                match = regex.search(views_text)
+                if match:
+                    hits.append(TextHit(value, pattern, match.group().strip()))
         return hits
+
+
+def _prefilter(patterns: list[str]) -> re.Pattern[str] | None:
+    """One alternation of all patterns: it matches a text exactly when one of them does.
+
+    Not built when a pattern refers back to a group (group numbers shift when combined) or when
+    the patterns cannot be combined (inline global flags), so it never hides a match.
+    """
+    if len(patterns) < 2 or any(re.search(r"\\[1-9]|\(\?P=", p) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns), re.MULTILINE)
+    except re.error:
+        return None
 
 
 def _automaton(entries: dict[str, list[tuple[str, T]]]) -> Any:

@@ -50,3 +50,13 @@ def test_normalize_is_what_authors_see() -> None:
 
 def test_empty_matcher_finds_nothing() -> None:
     assert TextMatcher().find("anything at all") == []
+
+
+def test_regex_prefilter_never_hides_a_match() -> None:
+    matcher = TextMatcher([], [(r"\bcat\b", "cat"), (r"(\w)\1{3}", "repeat"), (r"dog$", "dog")])
+    assert {h.value for h in matcher.find("a cat")} == {"cat"}
+    assert {h.value for h in matcher.find("zzzz")} == {"repeat"}  # backreference: searched on its own
+    assert {h.value for h in matcher.find("hot dog")} == {"dog"}
+    assert matcher.find("nothing here") == []
+    combined = TextMatcher([], [(r"\bcat\b", "cat"), (r"\bdog\b", "dog")])
+    assert {h.value for h in combined.find("dog and cat")} == {"cat", "dog"}

@@ -1,0 +1,91 @@
+"""What guardrail adds to a call: a no-op generator and the tiny diffusers pipeline, bare vs guarded.
+
+Goal (issue 2): <= 1 ms added per call with a no-op generator on SQLite with durable commits.
+Default durability "outcome": the outcome event is fsynced (synchronous=FULL) before images are
+returned, the request event before it is crash-safe (synchronous=NORMAL) and made power-safe by
+that fsync. "full" fsyncs both events; it is measured too, for comparison.
+Run: .venv/bin/python bench/wrapper_overhead.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _stats import percentiles
+from PIL import Image
+
+import guardrail
+
+REPO = Path(__file__).resolve().parents[1]
+NEGATIVE = "nsfw, nudity, gore"
+
+
+def timed(fn, n: int) -> list[int]:
+    samples = []
+    for i in range(n):
+        start = time.perf_counter_ns()
+        fn(i)
+        samples.append(time.perf_counter_ns() - start)
+    return samples
+
+
+def main() -> None:
+    image = Image.new("RGB", (64, 64))
+
+    def noop(prompt: str, negative_prompt: str = "", num_inference_steps: int = 20) -> list:
+        return [image]
+
+    with tempfile.TemporaryDirectory() as folder:
+        key = guardrail.HmacKey(os.urandom(32))
+        prompt = "a watercolor fox in a snowy forest, detailed, soft light"
+        n = 1000
+        bare = percentiles(timed(lambda i: noop(prompt, negative_prompt=NEGATIVE), n))
+        print(f"no-op generator, SQLite WAL, {n} calls; bare call mean {bare['mean_us']:.1f} us")
+        for durability in ("outcome", "full"):
+            guard = guardrail.Guard(
+                policy=REPO / "policies" / "default.yaml",
+                database=f"{folder}/audit-{durability}.db",
+                hmac_key=key,
+                durability=durability,
+            )
+            guarded = guard.wrap(noop, model="noop")
+            for _ in range(50):
+                guarded(prompt, negative_prompt=NEGATIVE, user="bench")
+            wrapped = percentiles(timed(lambda i, g=guarded: g(prompt, negative_prompt=NEGATIVE, user="bench"), n))
+            added = (wrapped["mean_us"] - bare["mean_us"]) / 1000
+            verdict = "met" if added <= 1 else "MISSED"
+            print(
+                f"  durability={durability:<8} added mean {added:.3f} ms  p50 {wrapped['p50_us'] / 1000:.3f} ms"
+                f"  p99 {wrapped['p99_us'] / 1000:.3f} ms  (goal <= 1 ms: {verdict})"
+            )
+            guard.close()
+        guard = guardrail.Guard(policy=REPO / "policies" / "default.yaml", database=f"{folder}/audit.db", hmac_key=key)
+
+        from guardrail.testing import tiny_pipeline
+
+        pipe = tiny_pipeline("txt2img")
+        pipe.set_progress_bar_config(disable=True)
+        guarded_pipe = guard.wrap(pipe, model="tiny-sd")
+        kwargs = {"negative_prompt": NEGATIVE, "num_inference_steps": 2, "height": 64, "width": 64}
+        for _ in range(5):
+            pipe(prompt, **kwargs)
+            guarded_pipe(prompt, **kwargs)
+        n = 40
+        bare_pipe = percentiles(timed(lambda i: pipe(prompt, **kwargs), n))
+        wrapped_pipe = percentiles(timed(lambda i: guarded_pipe(prompt, **kwargs), n))
+        ratio = wrapped_pipe["mean_us"] / bare_pipe["mean_us"]
+        print(f"tiny SD pipeline (64 px, 2 steps, CPU), {n} calls")
+        print(f"  bare    mean {bare_pipe['mean_us'] / 1000:8.2f} ms")
+        print(f"  guarded mean {wrapped_pipe['mean_us'] / 1000:8.2f} ms  ratio {ratio:.3f}")
+        guard.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+
+import guardrail
+from guardrail.config import load_config
+
+
+def test_from_config_resolves_paths_against_the_file(tmp_path: Path, monkeypatch) -> None:
+    guardrail.init_project(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path)  # somewhere else entirely
+    with guardrail.Guard.from_config(tmp_path / "proj" / "guardrail.yaml") as guard:
+        assert guard.policy.name == "default"
+        assert guard.store.url == f"sqlite:///{tmp_path / 'proj' / 'guardrail.db'}"
+        assert guard.privacy.mode == "hmac" and guard.privacy.key is not None
+
+
+def test_config_errors_are_located(tmp_path: Path) -> None:
+    config = tmp_path / "guardrail.yaml"
+    config.write_text("policy: p.yaml\non_deny: explode\ndatabse: x.db\n")
+    with pytest.raises(guardrail.PolicyError) as info:
+        load_config(config)
+    found = {(p.field, p.line) for p in info.value.problems}
+    assert found == {("on_deny", 2), ("databse", 3)}
+
+
+def test_missing_policy_and_bad_key_fail_at_start(tmp_path: Path) -> None:
+    project = guardrail.init_project(tmp_path)
+    project.policy.unlink()
+    with pytest.raises(guardrail.PolicyError, match="file not found"):
+        guardrail.Guard.from_config(project.config)
+    guardrail.init_project(tmp_path, force=True)
+    project.key.write_text("not hex")
+    with pytest.raises(guardrail.ConfigError, match="hex"):
+        guardrail.Guard.from_config(project.config)

@@ -1,0 +1,22 @@
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_quickstart_runs_offline(tmp_path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "quickstart.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "allowed" in out and "modified" in out and "denied" in out
+    assert "no-graphic-violence" in out
+    assert (tmp_path / ".quickstart" / "allowed.png").is_file()
