@@ -27,6 +27,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check guardrail tests examples bench migrations
 	$(VENV)/bin/ruff format --check guardrail tests examples bench migrations
+	$(VENV)/bin/mypy guardrail
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code under test.
 test: $(STAMP) postgres lint

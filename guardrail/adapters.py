@@ -170,6 +170,7 @@ class DiffusersAdapter(CallAdapter):
 
     def __init__(self, pipeline: Any, *, model: str | None = None, hash_weights: bool = False) -> None:
         super().__init__(pipeline, model=model)
+        self.pipeline: Any = pipeline
         self.hash_weights = hash_weights
         self._lock = threading.Lock()
         self._weight_hashes: dict[str, dict[str, str]] = {}
@@ -226,8 +227,15 @@ class DiffusersAdapter(CallAdapter):
                 }
             return self._weight_hashes[name]
 
-    def record_adapter(self, adapter_name: str, source: str | Path, weight_name: str | None = None) -> None:
-        """Remember the SHA-256 of the file an adapter was loaded from (for policy hash lists)."""
+    def load_lora_weights(self, source: Any, adapter_name: str | None = None, **kwargs: Any) -> None:
+        """Load a LoRA into the pipeline and remember the SHA-256 of the file it came from."""
+        before = _adapter_names(self.pipeline)
+        self.pipeline.load_lora_weights(source, adapter_name=adapter_name, **kwargs)
+        if isinstance(source, str | Path):
+            for name in _adapter_names(self.pipeline) - before or ({adapter_name} if adapter_name else set()):
+                self._record_adapter(name, source, kwargs.get("weight_name"))
+
+    def _record_adapter(self, adapter_name: str, source: str | Path, weight_name: str | None) -> None:
         path = Path(source)
         if path.is_dir():
             candidates = [path / weight_name] if weight_name else sorted(path.glob("*.safetensors"))

@@ -83,13 +83,7 @@ class Guard:
 
     def wrap(self, target: Any, *, model: str | None = None) -> GuardedPipeline:
         """Guard a diffusers pipeline or any callable returning images. `model` names it in the audit log."""
-        hash_weights = any(
-            names.allow_sha256 or names.deny_sha256
-            for rule in self.policy.rules
-            for names in (rule.models, rule.adapters)
-            if names is not None
-        )
-        return GuardedPipeline(self, adapter_for(target, model=model, hash_weights=hash_weights))
+        return GuardedPipeline(self, adapter_for(target, model=model, hash_weights=self.engine.needs_weight_hashes))
 
     def guarded(self, fn: Callable[..., Any] | None = None, *, model: str | None = None) -> Any:
         """Decorator form of wrap(): `@guard.guarded` or `@guard.guarded(model="my-gan")`."""
@@ -210,12 +204,9 @@ class GuardedPipeline:
 
     def load_lora_weights(self, source: Any, adapter_name: str | None = None, **kwargs: Any) -> None:
         """Load a LoRA through the pipeline, recording the SHA-256 of its file for policy hash lists."""
-        target = self._adapter.target
-        before = _adapters(target)
-        target.load_lora_weights(source, adapter_name=adapter_name, **kwargs)
-        if isinstance(self._adapter, DiffusersAdapter) and isinstance(source, str | Path):
-            for name in _adapters(target) - before or ({adapter_name} if adapter_name else set()):
-                self._adapter.record_adapter(name, source, kwargs.get("weight_name"))
+        if not isinstance(self._adapter, DiffusersAdapter):
+            raise AttributeError(f"{self._adapter.target!r} is not a diffusers pipeline; it has no load_lora_weights")
+        self._adapter.load_lora_weights(source, adapter_name=adapter_name, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._adapter.target, name)
@@ -240,10 +231,3 @@ def _returns_wrapper(method: Callable[..., Any], wrapper: GuardedPipeline) -> Ca
         return wrapper if result is wrapper.wrapped else result
 
     return call
-
-
-def _adapters(pipe: Any) -> set[str]:
-    try:
-        return {n for names in pipe.get_list_adapters().values() for n in names}
-    except Exception:
-        return set()

@@ -196,7 +196,7 @@ def tiny_pipeline(kind: str = "txt2img") -> Any:
         return diffusers.StableDiffusionControlNetPipeline(controlnet=_controlnet(), **components)
     if kind == "lcm":
         components = _without(_sd_components(time_cond_proj_dim=32), "image_encoder")
-        pipe = diffusers.StableDiffusionPipeline(**components)
+        pipe: Any = diffusers.StableDiffusionPipeline(**components)
         pipe.scheduler = diffusers.LCMScheduler.from_config(pipe.scheduler.config)
         return pipe
     raise ValueError(f"unknown pipeline kind {kind!r}; expected one of {', '.join(PIPELINE_KINDS)}")

@@ -33,3 +33,10 @@ def test_missing_policy_and_bad_key_fail_at_start(tmp_path: Path) -> None:
     project.key.write_text("not hex")
     with pytest.raises(guardrail.ConfigError, match="hex"):
         guardrail.Guard.from_config(project.config)
+
+
+def test_loose_key_permissions_warn(tmp_path: Path) -> None:
+    project = guardrail.init_project(tmp_path)
+    project.key.chmod(0o644)
+    with pytest.warns(UserWarning, match="readable by others"):
+        guardrail.Guard.from_config(project.config).close()

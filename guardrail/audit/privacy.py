@@ -11,6 +11,7 @@ import hmac
 import os
 import secrets
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class HmacKey:
             raise ConfigError(f"{p}: HMAC key file must hold the key as hex digits") from None
         if len(secret) < MIN_KEY_BYTES:
             raise ConfigError(f"{p}: HMAC key is {len(secret)} bytes; at least {MIN_KEY_BYTES} are required")
+        if p.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.warn(f"{p}: the HMAC key file is readable by others; run `chmod 600 {p}`", stacklevel=2)
         return cls(secret)
 
     @classmethod

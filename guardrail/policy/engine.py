@@ -47,6 +47,16 @@ class PolicyEngine:
             if rule.require_negative
         }
 
+    @property
+    def needs_weight_hashes(self) -> bool:
+        """Whether any rule lists model or adapter SHA-256s (then weight files must be hashed)."""
+        return any(
+            names.allow_sha256 or names.deny_sha256
+            for rule in self.policy.rules
+            for names in (rule.models, rule.adapters)
+            if names is not None
+        )
+
     def evaluate(self, request: GenerationRequest) -> Decision:
         """Judge a request. Never raises: a request that cannot be judged is denied, with the error."""
         try:
@@ -99,7 +109,7 @@ class PolicyEngine:
         return _combine(fired, modifications, self.policy.default)
 
     def _text_hits(self, request: GenerationRequest) -> list[tuple[int, str, str]]:
-        hits = []
+        hits: list[tuple[int, str, str]] = []
         for field, texts in (("prompt", request.prompts), ("negative_prompt", request.negative_prompts)):
             if field not in self._text_fields:
                 continue

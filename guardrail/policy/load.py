@@ -76,9 +76,9 @@ def validate(model: type[M], data: Any, file: str, extra: Sequence[tuple[Sequenc
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(Problem(message, file, line, column, _field_path(loc) or None))
-    for loc, message in extra:
-        line, column = locate(data, loc)
-        problems.append(Problem(message, file, line, column, _field_path(loc)))
+    for path, message in extra:
+        line, column = locate(data, path)
+        problems.append(Problem(message, file, line, column, _field_path(path)))
     if problems or result is None:
         raise PolicyError(problems)
     return result
