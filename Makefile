@@ -12,6 +12,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo test lint bench postgres clean
+INTEROP := tests/interop/node_modules/.installed-stamp
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,11 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# An independent C2PA implementation (npm, pure TypeScript) for the interoperability tests.
+$(INTEROP): tests/interop/package.json tests/interop/package-lock.json
+	npm ci --prefix tests/interop --no-audit --no-fund --silent
+	touch $(INTEROP)
 
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
@@ -30,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy guardrail
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code under test.
-test: $(STAMP) postgres lint
+test: $(STAMP) $(INTEROP) postgres lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -43,6 +49,7 @@ bench: $(STAMP)
 	$(PY) bench/policy_eval.py
 	$(PY) bench/wrapper_overhead.py
 	$(PY) bench/import_time.py
+	$(PY) bench/provenance.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart
+	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart tests/interop/node_modules

@@ -1,6 +1,8 @@
 """guardrail quickstart: wrap a diffusers pipeline, run an allowed, a modified and a denied call,
 then read the audit log. Runs offline: the pipeline is a tiny one with random weights (its images
-are noise), built on the spot; the audit log is an embedded SQLite database in .quickstart/.
+are noise), built on the spot; the audit log is an embedded SQLite database in .quickstart/; images
+are signed with C2PA manifests by a development certificate authority made on the spot (not for
+production use).
 
     make demo        (or: python examples/quickstart.py)
 """
@@ -26,7 +28,8 @@ workdir = Path(".quickstart")
 
 def main() -> None:
     started = time.perf_counter()
-    project = guardrail.init_project(workdir, force=True)  # guardrail.yaml, policy, HMAC key, database
+    # guardrail.yaml, policy, HMAC key, database, and a development CA to sign with (not for production)
+    project = guardrail.init_project(workdir, dev_ca=workdir / ".guardrail" / "dev-ca", force=True)
     guard = guardrail.Guard.from_config(project.config)
     console.print(
         f"policy [bold]{guard.policy.name}[/bold] version {guard.policy_version[:12]}, audit log {project.database}"
@@ -44,8 +47,16 @@ def main() -> None:
         height=64,
         width=64,
     )
-    out.images[0].save(workdir / "allowed.png")
+    signed_file = out.governance.save(0, workdir / "allowed.png")  # the C2PA-signed bytes, untouched
     show("allowed", out.governance)
+    assert project.dev_ca is not None
+    check = guardrail.verify_bytes(
+        signed_file.read_bytes(),
+        trust_anchors=project.dev_ca.trust_anchors.read_text(),
+        engine=guard.store.engine,
+    )
+    logged = "matches the audit log" if check.audit and check.audit["hash_matches"] else "NOT in the audit log"
+    console.print(f"           {signed_file}: C2PA {check.state}, manifest {check.manifest_label}, {logged}")
 
     # 2. Modified: too many steps are clamped and the required negative terms are appended.
     out = pipe("a lighthouse at dusk, oil painting", user="bob", num_inference_steps=80, height=64, width=64)

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AuditError": "guardrail.errors",
     "AuditWriteError": "guardrail.errors",
+    "CallSummary": "guardrail.audit.query",
     "ConfigError": "guardrail.errors",
     "DatabaseUnavailable": "guardrail.errors",
     "Decision": "guardrail.policy.decision",
@@ -30,19 +31,25 @@ _EXPORTS = {
     "GuardedResult": "guardrail.request",
     "GuardrailError": "guardrail.errors",
     "HmacKey": "guardrail.audit.privacy",
+    "ImageSigner": "guardrail.provenance.signing",
     "InputImage": "guardrail.request",
     "ModelIdentity": "guardrail.request",
-    "CallSummary": "guardrail.audit.query",
     "Modification": "guardrail.policy.decision",
     "Policy": "guardrail.policy.schema",
     "PolicyEngine": "guardrail.policy.engine",
     "PolicyError": "guardrail.errors",
     "PolicyViolation": "guardrail.errors",
     "Problem": "guardrail.errors",
+    "SignedImage": "guardrail.provenance.signing",
+    "SigningError": "guardrail.errors",
+    "Verification": "guardrail.provenance.verify",
+    "create_dev_ca": "guardrail.provenance.devca",
     "init_project": "guardrail.project",
     "load_config": "guardrail.config",
     "load_policy": "guardrail.policy.load",
+    "open_image": "guardrail.images",
     "parse_policy": "guardrail.policy.load",
+    "verify_bytes": "guardrail.provenance.verify",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -74,11 +81,16 @@ if TYPE_CHECKING:
         PolicyError,
         PolicyViolation,
         Problem,
+        SigningError,
     )
     from guardrail.guard import Guard, GuardedPipeline
+    from guardrail.images import open_image
     from guardrail.policy.decision import Decision, FiredRule, Modification
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy, parse_policy
     from guardrail.policy.schema import Policy
     from guardrail.project import init_project
+    from guardrail.provenance.devca import create_dev_ca
+    from guardrail.provenance.signing import ImageSigner, SignedImage
+    from guardrail.provenance.verify import Verification, verify_bytes
     from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity

@@ -107,7 +107,8 @@ class CallAdapter:
             for item in split_images(arguments.get(name)):
                 if is_image(item):
                     width, height = image_size(item)
-                    found.append((name, InputImage(self.image_role(name), image_sha256(item), width, height), item))
+                    image = InputImage(self.image_role(name), image_sha256(item), width, height, item)
+                    found.append((name, image, item))
         return found
 
     def image_role(self, argument: str) -> str:

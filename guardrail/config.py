@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from guardrail.policy.load import read_text_file, read_yaml, validate
 
@@ -19,6 +19,21 @@ class PrivacyConfig(_Strict):
     """Hex key for prompt HMACs; GUARDRAIL_HMAC_KEY is used when this is not set."""
 
 
+class ProvenanceConfig(_Strict):
+    """The C2PA signer: a certificate chain (PEM, signer first) and its private key (PKCS#8 PEM)."""
+
+    certificate_chain: str
+    private_key: str
+    algorithm: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
+    timestamp_url: str | None = None
+    format: Literal["png", "jpeg", "webp"] = "png"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    thumbnail: bool = False
+    """A small JPEG thumbnail in the manifest (off: it costs time and bytes)."""
+    trust_anchors: str | None = None
+    """PEM of the roots `guardrail verify` trusts by default."""
+
+
 class GuardConfig(_Strict):
     policy: str = "policies/default.yaml"
     database: str = "guardrail.db"
@@ -29,6 +44,7 @@ class GuardConfig(_Strict):
     durability: Literal["outcome", "full"] = "outcome"
     """SQLite: outcome fsyncs each call's outcome event (and so all before it); full fsyncs every event."""
     privacy: PrivacyConfig = PrivacyConfig()
+    provenance: ProvenanceConfig | None = None
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
 

@@ -77,3 +77,11 @@ class DatabaseUnavailable(AuditError):
 
 class AuditWriteError(AuditError):
     """An audit event could not be written. guardrail fails closed: no image is returned."""
+
+
+class SigningError(GuardrailError):
+    """An image could not be signed. Where the policy requires signing, the images are withheld."""
+
+    def __init__(self, message: str, audit_id: str | None = None) -> None:
+        self.audit_id = audit_id
+        super().__init__(message)

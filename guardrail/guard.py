@@ -2,7 +2,8 @@
 
 The flow of one call, one direction:
 read the call -> audit the request -> decide -> (deny: audit, raise) -> apply changes ->
-generate -> hash outputs -> audit the outcome -> attach governance.
+generate -> hash outputs -> sign (C2PA, last: nothing touches the bytes after) -> audit the
+outcome -> attach governance.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from guardrail.audit.privacy import HmacKey, PromptPrivacy
 from guardrail.audit.query import CallSummary, list_calls
 from guardrail.audit.store import AuditStore, Durability, Migrate, database_url
 from guardrail.config import GuardConfig, load_config
-from guardrail.errors import PolicyViolation
+from guardrail.errors import ConfigError, PolicyViolation, SigningError
 from guardrail.images import image_sha256
 from guardrail.policy.decision import Decision
 from guardrail.policy.engine import PolicyEngine
 from guardrail.policy.load import load_policy
 from guardrail.policy.schema import Policy
+from guardrail.provenance.signing import ImageSigner, SignedImage, sign_call
 from guardrail.request import GenerationRequest, Governance, GuardedResult
 
 OnDeny = Literal["raise", "return"]
@@ -46,6 +48,7 @@ class Guard:
         hmac_key: HmacKey | str | Path | None = None,
         migrate: Migrate = "auto",
         durability: Durability = "outcome",
+        signer: ImageSigner | None = None,
         base_dir: str | Path | None = None,
     ) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -53,6 +56,12 @@ class Guard:
         self.on_deny = on_deny
         key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
         self.privacy = PromptPrivacy(self.policy.privacy.prompts, key or HmacKey.from_env())
+        if self.policy.provenance.required and signer is None:
+            raise ConfigError(
+                f"policy {self.policy.name!r} requires signed images (provenance.required) but no signer is "
+                "configured: add a `provenance` section to guardrail.yaml or pass signer= to Guard"
+            )
+        self.signer = signer
         self.store = AuditStore(database_url(database, base_dir), migrate=migrate, durability=durability)
 
     @classmethod
@@ -63,6 +72,18 @@ class Guard:
     @classmethod
     def from_settings(cls, config: GuardConfig) -> Guard:
         key_file = config.privacy.hmac_key_file
+        signer = None
+        if config.provenance is not None:
+            p = config.provenance
+            signer = ImageSigner.from_files(
+                config.path(p.certificate_chain),
+                config.path(p.private_key),
+                algorithm=p.algorithm,
+                timestamp_url=p.timestamp_url,
+                output_format=p.format,
+                jpeg_quality=p.jpeg_quality,
+                thumbnail=p.thumbnail,
+            )
         return cls(
             policy=config.path(config.policy),
             database=config.database,
@@ -70,6 +91,7 @@ class Guard:
             hmac_key=config.path(key_file) if key_file else None,
             migrate=config.migrate,
             durability=config.durability,
+            signer=signer,
             base_dir=config.base_dir,
         )
 
@@ -128,7 +150,7 @@ class Guard:
             decision = self.engine.evaluate(request)
         if not decision.allowed:
             self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings))
-            governance = self._governance(ctx, decision, ())
+            governance = self._governance(ctx, decision)
             if self.on_deny == "raise":
                 raise PolicyViolation(decision, ctx.call_id)
             return GuardedResult(images=[], governance=governance)
@@ -139,13 +161,32 @@ class Guard:
         except BaseException as exc:
             self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, error=exc))
             raise
+        images = adapter.output_images(output)
         with clock("hash_outputs"):
-            digests = tuple(image_sha256(image) for image in adapter.output_images(output))
-        self.store.write(outcome_event(ctx, decision=decision, outputs=list(digests), durations_ms=timings))
-        return adapter.attach(output, self._governance(ctx, decision, digests))
+            digests = tuple(image_sha256(image) for image in images)
+        outputs = [{"sha256": digest} for digest in digests]
+        signed: tuple[SignedImage, ...] = ()
+        notes: dict[str, Any] = {}
+        if self.signer is not None:
+            try:
+                with clock("sign"):
+                    signed = tuple(sign_call(self.signer, images, ctx, decision))
+            except SigningError as exc:
+                if self.policy.provenance.required:  # fail closed: the images are withheld
+                    self.store.write(
+                        outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, error=exc)
+                    )
+                    raise SigningError(f"{exc}; the images were withheld", ctx.call_id) from exc
+                notes["signing_error"] = str(exc)
+            for record, item in zip(outputs, signed, strict=False):
+                record.update(signed_sha256=item.sha256, manifest=item.manifest_label, mime=item.mime)
+        self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
+        return adapter.attach(output, self._governance(ctx, decision, digests, signed))
 
-    def _governance(self, ctx: CallContext, decision: Decision, digests: tuple[str, ...]) -> Governance:
-        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests)
+    def _governance(
+        self, ctx: CallContext, decision: Decision, digests: tuple[str, ...] = (), signed: tuple[SignedImage, ...] = ()
+    ) -> Governance:
+        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests, signed)
 
 
 class _Clock:

@@ -60,3 +60,82 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+SOURCE_KEY = "guardrail.source"
+"""Key in a PIL image's .info holding (bytes, mime type) of the file it was opened from."""
+MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class ImageTooLarge(ValueError):
+    """An input image is over the byte or pixel limit; nothing was decoded."""
+
+
+def read_limited(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """A file's bytes, refusing files over `max_bytes` before reading them."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not a file")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLarge(f"{p}: {size} bytes is over the {max_bytes}-byte limit")
+    return p.read_bytes()
+
+
+def open_image(
+    source: str | Path | bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Any:
+    """Open an image from a file or bytes, size-limited before decoding (no decompression bombs).
+
+    The image remembers the bytes it came from, so a C2PA manifest they carry can become ingredient
+    provenance when the image is passed to a guarded img2img, inpaint or ControlNet call.
+    """
+    import io
+
+    from PIL import Image
+
+    data = source if isinstance(source, bytes) else read_limited(source, max_bytes)
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"{len(data)} bytes is over the {max_bytes}-byte limit")
+    with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+        width, height = probe.size
+        kind = probe.format or ""
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{width}x{height} is over the {max_pixels}-pixel limit")
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    image.info[SOURCE_KEY] = (data, MIME.get(kind, f"image/{kind.lower()}"))
+    return image
+
+
+def to_pil(image: Any) -> Any:
+    """A PIL image from a pipeline output (PIL, numpy HWC in [0, 1] or uint8, torch CHW in [0, 1])."""
+    from PIL import Image
+
+    if type(image).__module__.startswith("PIL."):
+        return image
+    import numpy as np
+
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().float().cpu().numpy().transpose(1, 2, 0)
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return Image.fromarray(array)
+
+
+def encode(image: Any, fmt: str, *, quality: int = 95) -> bytes:
+    """Encode an image as PNG, JPEG or WebP bytes (nothing else is written)."""
+    import io
+
+    pil = to_pil(image)
+    buffer = io.BytesIO()
+    if fmt == "PNG":
+        pil.save(buffer, "PNG", compress_level=1)
+    else:
+        pil.convert("RGB").save(buffer, fmt, quality=quality)
+    return buffer.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from guardrail.audit.privacy import create_key_file
 from guardrail.audit.store import AuditStore, database_url, safe_url
 from guardrail.config import CONFIG_TEMPLATE
 from guardrail.errors import ConfigError
+from guardrail.provenance.devca import DevCA, create_dev_ca
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,17 @@ class Project:
     key: Path
     key_created: bool
     database: str
+    dev_ca: DevCA | None = None
 
 
-def init_project(directory: str | Path = ".", *, database: str | None = None, force: bool = False) -> Project:
-    """Create guardrail.yaml, policies/default.yaml, .guardrail/hmac.key and the audit database.
+def init_project(
+    directory: str | Path = ".", *, database: str | None = None, dev_ca: str | Path | None = None, force: bool = False
+) -> Project:
+    """Create guardrail.yaml, policies/default.yaml, .guardrail/hmac.key and the audit database, and
+    with `dev_ca` a development certificate authority whose signer the config then signs with.
 
     Writes files. Refuses to overwrite the config or policy unless `force`; never replaces a key
-    (prompt HMACs already in the log could no longer be checked).
+    (prompt HMACs already in the log could no longer be checked) or an existing CA.
     """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
@@ -43,6 +49,11 @@ def init_project(directory: str | Path = ".", *, database: str | None = None, fo
         if database is None
         else CONFIG_TEMPLATE.replace("database: guardrail.db", f"database: {database}")
     )
+    ca = None
+    if dev_ca is not None:
+        ca_folder = Path(dev_ca)
+        ca = DevCA(ca_folder) if DevCA(ca_folder).key.exists() else create_dev_ca(ca_folder)
+        text += _provenance_section(ca, folder)
     config_file.write_text(text, encoding="utf-8")
     policy_file.parent.mkdir(exist_ok=True)
     shutil.copyfile(data_dir("policies") / "default.yaml", policy_file)
@@ -51,4 +62,19 @@ def init_project(directory: str | Path = ".", *, database: str | None = None, fo
         create_key_file(key_file)
     url = database_url(database or "guardrail.db", folder)
     AuditStore(url, migrate="auto").close()
-    return Project(config_file, policy_file, key_file, key_created, safe_url(url))
+    return Project(config_file, policy_file, key_file, key_created, safe_url(url), ca)
+
+
+def _provenance_section(ca: DevCA, config_folder: Path) -> str:
+    def rel(path: Path) -> str:
+        return os.path.relpath(path.resolve(), config_folder.resolve())
+
+    return (
+        "# C2PA signing with the DEVELOPMENT CA made by `guardrail init --dev-ca` (not for production)\n"
+        "provenance:\n"
+        f"  certificate_chain: {rel(ca.chain)}\n"
+        f"  private_key: {rel(ca.key)}\n"
+        "  algorithm: es256\n"
+        "  format: png          # png | jpeg | webp\n"
+        f"  trust_anchors: {rel(ca.trust_anchors)}\n"
+    )

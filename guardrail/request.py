@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from guardrail.policy.decision import Decision
+    from guardrail.provenance.signing import SignedImage
 
 
 ADJUSTABLE_FIELDS = frozenset({"width", "height", "steps", "guidance", "images_per_prompt", "negative_prompts"})
@@ -48,6 +50,8 @@ class InputImage:
     sha256: str
     width: int | None = None
     height: int | None = None
+    image: Any = field(default=None, repr=False, compare=False)
+    """The image object itself (for C2PA ingredients); never written to the audit log."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"role": self.role, "sha256": self.sha256, "width": self.width, "height": self.height}
@@ -111,6 +115,8 @@ class Governance:
     policy_name: str
     policy_version: str
     output_sha256: tuple[str, ...] = ()
+    signed: tuple[SignedImage, ...] = ()
+    """C2PA-signed bytes of each image, when the Guard has a signer."""
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
@@ -119,6 +125,13 @@ class Governance:
     @property
     def allowed(self) -> bool:
         return self.decision.allowed
+
+    def save(self, index: int, path: str | Path) -> Path:
+        """Write image `index` as its signed bytes, untouched (re-encoding would strip the manifest).
+        Writes a file."""
+        if not self.signed:
+            raise ValueError("these images were not signed: configure `provenance` in guardrail.yaml")
+        return self.signed[index].save(path)
 
 
 @dataclass(frozen=True)

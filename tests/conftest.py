@@ -125,3 +125,32 @@ def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder, unet_lora_layers=get_peft_model_state_dict(unet, adapter_name="x")
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def dev_ca(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from guardrail.provenance.devca import create_dev_ca
+
+    return create_dev_ca(tmp_path_factory.mktemp("dev-ca") / "ca")
+
+
+@pytest.fixture(scope="session")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second, unrelated development CA (its root must not make the first one's images trusted)."""
+    from guardrail.provenance.devca import create_dev_ca
+
+    return create_dev_ca(tmp_path_factory.mktemp("other-ca") / "ca")
+
+
+def make_signer(dev_ca: Any, **options: Any) -> Any:
+    from guardrail.provenance.signing import ImageSigner
+
+    return ImageSigner.from_files(dev_ca.chain, dev_ca.key, **options)
+
+
+@pytest.fixture
+def signing_guard(sqlite_url: str, hmac_key: HmacKey, dev_ca: Any) -> Iterator[guardrail.Guard]:
+    with guardrail.Guard(
+        policy=DEFAULT_POLICY, database=sqlite_url, hmac_key=hmac_key, signer=make_signer(dev_ca)
+    ) as g:
+        yield g

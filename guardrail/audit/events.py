@@ -94,11 +94,13 @@ def outcome_event(
     ctx: CallContext,
     *,
     decision: Decision | None,
-    outputs: list[str],
+    outputs: list[dict[str, Any]],
     durations_ms: dict[str, float],
     error: BaseException | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """The event written after the call: decision, outputs, timings and any error."""
+    """The event written after the call: decision, outputs (each a dict with at least `sha256`),
+    timings, any error, and `notes` for what the call should record beside them."""
     req = ctx.request
     modified = decision.modified() if decision else {}
     if error is not None:
@@ -110,8 +112,9 @@ def outcome_event(
     negatives = modified.get("negative_prompts", req.negative_prompts)
     detail: dict[str, Any] = {
         "decision": decision.as_dict() if decision else None,
-        "outputs": [{"sha256": digest} for digest in outputs],
+        "outputs": outputs,
         "durations_ms": durations_ms,
+        **(notes or {}),
     }
     if "negative_prompts" in modified:
         detail["decision"]["modified"]["negative_prompts"] = ctx.privacy.protect(negatives)

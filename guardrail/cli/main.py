@@ -9,18 +9,19 @@ from collections.abc import Sequence
 
 import typer
 
-from guardrail.cli import audit, db, init, policy
+from guardrail.cli import audit, db, init, policy, verify
 from guardrail.cli.output import errors
 from guardrail.errors import GuardrailError, PolicyViolation
 
 app = typer.Typer(
     name="guardrail",
-    help="Governance and provenance for AI image generation: policies, audit log, database.",
+    help="Governance and provenance for AI image generation: policies, audit log, C2PA verification.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.command("init")(init.init)
+app.command("verify")(verify.verify)
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

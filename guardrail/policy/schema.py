@@ -136,6 +136,13 @@ class Privacy(_Strict):
     """How prompts are stored in the audit log: keyed HMAC-SHA256 (default), plaintext, or redacted."""
 
 
+class ProvenancePolicy(_Strict):
+    required: bool = False
+    """Every returned image must carry a C2PA signature: a Guard without a signer refuses to start,
+    and a signing failure withholds the images. When false, a failure is audited and the images are
+    returned unsigned."""
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -146,6 +153,7 @@ class Policy(_Strict):
     prompt_embeds: Literal["deny", "flag", "allow"] = "deny"
     """What to do with calls that pass prompt embeddings without text (text that cannot be checked)."""
     privacy: Privacy = Privacy()
+    provenance: ProvenancePolicy = ProvenancePolicy()
     term_lists: dict[str, list[str]] = {}
     rules: list[Rule] = []
 

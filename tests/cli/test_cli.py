@@ -142,3 +142,40 @@ def test_every_command_is_documented_with_an_example(capsys) -> None:
         assert command.help and "Example: guardrail " in command.help, name
         code, out, _ = run(capsys, *name.split(), "--help")
         assert code == 0 and "Example" in out, name
+
+
+def test_init_with_dev_ca_then_verify(tmp_path: Path, capsys, monkeypatch) -> None:
+    import guardrail
+    from guardrail.testing import sample_image
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "init", "proj", "--dev-ca", "proj/ca")
+    assert code == 0 and "not for production" in out
+    assert (
+        (tmp_path / "proj" / "ca" / "README.txt").read_text().startswith("guardrail development certificate authority")
+    )
+    config = tmp_path / "proj" / "guardrail.yaml"
+    with guardrail.Guard.from_config(config) as guard:
+        out_ = guard.wrap(lambda prompt, negative_prompt="": [sample_image()])(
+            "a fox", negative_prompt="nsfw, nudity, gore"
+        )
+    good = out_.governance.save(0, tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 1
+    bad.write_bytes(bytes(data))
+    plain = tmp_path / "plain.png"
+    sample_image().save(plain)
+
+    code, out, _ = run(capsys, "verify", str(good), "--config", str(config))
+    assert code == 0 and "Trusted" in out and "matches the logged hash" in out
+    code, out, _ = run(capsys, "verify", str(good), "--json")
+    assert code == 0 and json.loads(out)["state"] == "Valid"
+    code, out, _ = run(capsys, "verify", str(good), str(bad), "--config", str(config), "--json")
+    results = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00")]
+    assert code == 1 and [r["ok"] for r in results] == [True, False]
+    assert "assertion.dataHash.mismatch" in results[1]["failures"]
+    assert run(capsys, "verify", str(plain))[0] == 1
+    other = guardrail.create_dev_ca(tmp_path / "other")
+    assert run(capsys, "verify", str(good), "--trust-anchors", str(other.trust_anchors))[0] == 1
+    assert run(capsys, "verify", str(tmp_path / "missing.png"))[0] == 2

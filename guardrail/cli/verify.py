@@ -1,0 +1,86 @@
+"""guardrail verify: check the C2PA provenance of images, and their audit record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from guardrail.cli.output import JsonOption, console, emit_one
+
+_COLOURS = {"Trusted": "green", "Valid": "yellow", "Invalid": "red", "NoManifest": "red"}
+
+
+def verify(
+    images: Annotated[list[Path], typer.Argument(help="Image files to verify.")],
+    trust_anchors: Annotated[
+        Path | None, typer.Option("--trust-anchors", "-t", help="PEM of trusted roots; then images must be Trusted.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml: its database and anchors."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", "-d", envvar="GUARDRAIL_DATABASE", help="Audit database to check against."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate C2PA manifests: state (Trusted, Valid, Invalid, NoManifest), failure codes, generator,
+    governance and, with a database, the audit record and whether the file is the one logged.
+    Exits 0 only when every image is valid (and trusted, when anchors are given). Reads only.
+
+    Example: guardrail verify out.png --trust-anchors .guardrail/dev-ca/trust-anchors.pem --config guardrail.yaml
+    """
+    from guardrail.audit.store import AuditStore, database_url
+    from guardrail.config import load_config
+    from guardrail.images import read_limited
+    from guardrail.provenance.verify import verify_bytes
+
+    anchors_path = trust_anchors
+    url = database_url(database) if database else None
+    if config is not None:
+        settings = load_config(config)
+        url = url or database_url(settings.database, settings.base_dir)
+        if anchors_path is None and settings.provenance and settings.provenance.trust_anchors:
+            anchors_path = settings.path(settings.provenance.trust_anchors)
+    anchors = None
+    if anchors_path is not None:
+        if not anchors_path.is_file():
+            raise typer.BadParameter(f"{anchors_path} not found", param_hint="--trust-anchors")
+        anchors = anchors_path.read_text(encoding="utf-8")
+    store = AuditStore(url, migrate="check") if url else None
+    all_ok = True
+    try:
+        for image in images:
+            try:
+                data = read_limited(image)
+            except (OSError, ValueError) as exc:
+                raise typer.BadParameter(str(exc), param_hint="IMAGES") from None
+            result = verify_bytes(
+                data, source=str(image), trust_anchors=anchors, engine=store.engine if store else None
+            )
+            ok = result.ok(require_trusted=anchors is not None)
+            all_ok &= ok
+            if as_json:
+                emit_one({**result.as_dict(), "ok": ok}, as_json=True)
+                continue
+            colour = _COLOURS.get(result.state, "red")
+            console.print(f"[{colour}]{result.state}[/{colour}] {image}" + ("" if ok else "  [red]FAILED[/red]"))
+            for code in result.failures:
+                console.print(f"  failure: {code}")
+            if result.governance:
+                g = result.governance
+                console.print(
+                    f"  governance: policy {g['policy']['name']} decision {g['decision']} audit {g['audit_id']}"
+                )
+            if result.audit is not None:
+                found = "found" if result.audit.get("found") else "NOT FOUND"
+                matches = "matches" if result.audit.get("hash_matches") else "DOES NOT match"
+                console.print(f"  audit record: {found}; the file {matches} the logged hash")
+    finally:
+        if store is not None:
+            store.close()
+    if not all_ok:
+        raise typer.Exit(1)

@@ -1,0 +1,109 @@
+"""The C2PA manifest of a generated image: what made it, from what, and under which governance.
+
+- txt2img (and ControlNet, whose control image only guides): `c2pa.created` with
+  digitalSourceType trainedAlgorithmicMedia.
+- img2img and inpainting: the start image is the parent ingredient (`parentOf`, referenced by
+  `c2pa.opened`), and the generation is `c2pa.edited`, trainedAlgorithmicMedia for img2img and
+  compositeWithTrainedAlgorithmicMedia for inpainting (only the masked part is generated).
+- masks and control images are ingredients with relationship `inputTo`, referenced by the
+  generating action.
+- `org.guardrail.governance`: policy, decision, fired rules, audit event id, the prompt as the
+  audit log keeps it (an HMAC unless the privacy mode is plaintext), and screening when present.
+An input that already carries a manifest (opened with guardrail.open_image) keeps it as
+ingredient provenance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardrail import __version__
+from guardrail.audit.privacy import PromptPrivacy
+from guardrail.images import SOURCE_KEY, encode
+from guardrail.policy.decision import Decision
+from guardrail.request import GenerationRequest, InputImage
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+TRAINED = IPTC + "trainedAlgorithmicMedia"
+COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"
+GOVERNANCE_LABEL = "org.guardrail.governance"
+_PARENT_ROLES = ("image",)
+
+
+def build_manifest(
+    request: GenerationRequest,
+    decision: Decision,
+    *,
+    audit_id: str,
+    policy_name: str,
+    policy_version: str,
+    privacy: PromptPrivacy,
+    screening: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest definition shared by every image of one call."""
+    model = request.model
+    agent = {"name": f"guardrail/{model.pipeline_class}", "version": __version__}
+    inpainting = any(i.role == "mask_image" for i in request.input_images)
+    labels = _labels(request)
+    parents = [label for label, item in labels if item.role in _PARENT_ROLES]
+    inputs = {"ingredientIds": [label for label, item in labels if item.role not in _PARENT_ROLES]}
+    if parents:
+        source_type = COMPOSITE if inpainting else TRAINED
+        actions = [
+            {"action": "c2pa.opened", "parameters": {"ingredientIds": parents[:1]}},
+            {"action": "c2pa.edited", "digitalSourceType": source_type, "softwareAgent": agent},
+        ]
+    else:
+        actions = [{"action": "c2pa.created", "digitalSourceType": TRAINED, "softwareAgent": agent}]
+    if inputs["ingredientIds"]:
+        actions[-1]["parameters"] = inputs
+    governance = {
+        "policy": {"name": policy_name, "version": policy_version},
+        "decision": decision.effect,
+        "flagged": decision.flagged,
+        "rules": list(decision.rule_ids),
+        "audit_id": audit_id,
+        "model": {"pipeline": model.pipeline_class, "name": model.name_or_path, "adapters": list(model.adapters)},
+        "prompt": {"privacy": privacy.mode, "key_id": privacy.key_id, "values": privacy.protect(request.prompts)},
+    }
+    if screening is not None:
+        governance["screening"] = screening
+    return {
+        "claim_generator_info": [{"name": "guardrail", "version": __version__}],
+        "title": f"guardrail-{audit_id}",
+        "assertions": [
+            {"label": "c2pa.actions.v2", "data": {"actions": actions}},
+            {"label": GOVERNANCE_LABEL, "data": governance},
+        ],
+    }
+
+
+def ingredients(request: GenerationRequest) -> list[tuple[dict[str, Any], bytes, str]]:
+    """Ingredient definitions with their bytes: the original file where the input was opened with
+    guardrail.open_image (so its own manifest comes along), else a PNG of its pixels."""
+    found = []
+    for label, item in _labels(request):
+        info = getattr(item.image, "info", None)
+        source = info.get(SOURCE_KEY) if isinstance(info, dict) else None
+        data, mime = source if source else (encode(item.image, "PNG"), "image/png")
+        relationship = "parentOf" if label == "parent" else "inputTo"
+        found.append(({"title": item.role, "relationship": relationship, "format": mime, "label": label}, data, mime))
+    return found
+
+
+def _labels(request: GenerationRequest) -> list[tuple[str, InputImage]]:
+    """A label per input image that can become an ingredient; the first start image is the parent
+    (a manifest has at most one parentOf ingredient)."""
+    labelled: list[tuple[str, InputImage]] = []
+    for index, item in enumerate(i for i in request.input_images if i.image is not None):
+        is_parent = item.role in _PARENT_ROLES and not any(label == "parent" for label, _ in labelled)
+        labelled.append(("parent" if is_parent else f"{item.role}-{index}", item))
+    return labelled
+
+
+def governance_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The governance assertion of a manifest read back by c2pa, if it has one."""
+    for assertion in manifest.get("assertions", []):
+        if assertion.get("label") == GOVERNANCE_LABEL:
+            return dict(assertion.get("data") or {})
+    return None
