@@ -42,7 +42,9 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest definition shared by every image of one call."""
     model = request.model
-    agent = {"name": f"guardrail/{model.pipeline_class}", "version": __version__}
+    # The software agent of a generative action is the model: its name, pipeline and adapters.
+    adapters = f" + {', '.join(model.adapters)}" if model.adapters else ""
+    agent = {"name": f"{model.name_or_path or 'unnamed model'} ({model.pipeline_class}){adapters}"}
     inpainting = any(i.role == "mask_image" for i in request.input_images)
     labels = _labels(request)
     parents = [label for label, item in labels if item.role in _PARENT_ROLES]

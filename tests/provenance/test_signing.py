@@ -60,7 +60,7 @@ def test_round_trip_in_every_format(sqlite_url, hmac_key, dev_ca, pipelines, fmt
     )
     [action] = actions(read_manifest(signed.data))
     assert (action["action"], action["digitalSourceType"]) == ("c2pa.created", TRAINED)
-    assert action["softwareAgent"]["name"] == "guardrail/StableDiffusionPipeline"
+    assert action["softwareAgent"]["name"] == "tiny-sd (StableDiffusionPipeline)"
 
 
 def test_no_default_thumbnail_and_small_manifest(signing_guard) -> None:
