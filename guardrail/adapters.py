@@ -51,7 +51,13 @@ class CallAdapter:
 
     # -- reading ---------------------------------------------------------------------------------
     def read(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, user: str | None, roles: tuple[str, ...]
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        user: str | None,
+        roles: tuple[str, ...],
+        tenant: str | None = None,
     ) -> GenerationRequest:
         """The request a call makes. Arguments that do not bind are read as given, and the error recorded."""
         arguments, malformed = self._bind(args, kwargs)
@@ -83,6 +89,7 @@ class CallAdapter:
             model=self.model_identity(),
             user=user,
             roles=roles,
+            tenant=tenant,
             params=params,
             adjustable=self.adjustable,
         )

@@ -36,6 +36,13 @@ class ProvenanceConfig(_Strict):
 
 class GuardConfig(_Strict):
     policy: str = "policies/default.yaml"
+    environment: str | None = None
+    """Which of the policy's `environments` to apply (e.g. prod); none by default."""
+    reload: bool = False
+    """Follow edits of the policy files: a valid edit applies to the next call, an invalid one is refused."""
+    reload_interval_s: float = Field(1.0, ge=0)
+    shadow_policy: str | None = None
+    """A candidate policy evaluated beside the active one; disagreements are recorded, nothing else changes."""
     database: str = "guardrail.db"
     """A SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a SQLite file path."""
     on_deny: Literal["raise", "return"] = "raise"

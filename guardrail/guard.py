@@ -9,27 +9,32 @@ outcome -> attach governance.
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
-from guardrail.audit.events import CallContext, new_id, outcome_event, request_event
+from guardrail.audit.events import CallContext, new_id, outcome_event, policy_event, request_event
 from guardrail.audit.privacy import HmacKey, PromptPrivacy
 from guardrail.audit.query import CallSummary, list_calls
 from guardrail.audit.store import AuditStore, Durability, Migrate, database_url
 from guardrail.config import GuardConfig, load_config
-from guardrail.errors import ConfigError, PolicyViolation, SigningError
+from guardrail.errors import ConfigError, GuardrailError, PolicyViolation, SigningError
 from guardrail.images import image_sha256
 from guardrail.policy.decision import Decision
-from guardrail.policy.engine import PolicyEngine
+from guardrail.policy.engine import PolicyEngine, shadow_notes
 from guardrail.policy.load import load_policy
+from guardrail.policy.quota import QuotaLedger, charge_quotas
+from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
 from guardrail.provenance.signing import ImageSigner, SignedImage, sign_call
 from guardrail.request import GenerationRequest, Governance, GuardedResult
 
 OnDeny = Literal["raise", "return"]
+log = logging.getLogger("guardrail")
 
 
 class Guard:
@@ -49,20 +54,68 @@ class Guard:
         migrate: Migrate = "auto",
         durability: Durability = "outcome",
         signer: ImageSigner | None = None,
+        environment: str | None = None,
+        reload: bool = False,
+        reload_interval_s: float = 1.0,
+        shadow_policy: Policy | str | Path | None = None,
         base_dir: str | Path | None = None,
     ) -> None:
-        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
-        self.engine = PolicyEngine(self.policy)
         self.on_deny = on_deny
+        self.signer = signer
         key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
-        self.privacy = PromptPrivacy(self.policy.privacy.prompts, key or HmacKey.from_env())
-        if self.policy.provenance.required and signer is None:
+        self._key = key or HmacKey.from_env()
+        self._source: PolicySource | None = None
+        if isinstance(policy, Policy):
+            self._engine = PolicyEngine(policy)
+        else:
+            self._source = PolicySource(
+                policy,
+                environment=environment,
+                interval_s=reload_interval_s if reload else math.inf,
+                accept=self._check_policy,
+                on_change=self._policy_changed,
+            )
+            self._engine = self._source.engine
+        self._check_policy(self._engine)
+        self.shadow: PolicyEngine | None = None
+        if shadow_policy is not None:
+            shadow = (
+                shadow_policy
+                if isinstance(shadow_policy, Policy)
+                else load_policy(shadow_policy, environment=environment)
+            )
+            self.shadow = PolicyEngine(shadow)
+        self.store = AuditStore(database_url(database, base_dir), migrate=migrate, durability=durability)
+        self.quotas = QuotaLedger(self.store.crash_safe_engine)
+
+    def _check_policy(self, engine: PolicyEngine) -> None:
+        """Refuse a policy this Guard cannot honour (at start, and for every reload)."""
+        policy = engine.policy
+        PromptPrivacy(policy.privacy.prompts, self._key)  # raises when HMACs are asked for without a key
+        if policy.provenance.required and self.signer is None:
             raise ConfigError(
-                f"policy {self.policy.name!r} requires signed images (provenance.required) but no signer is "
+                f"policy {policy.name!r} requires signed images (provenance.required) but no signer is "
                 "configured: add a `provenance` section to guardrail.yaml or pass signer= to Guard"
             )
-        self.signer = signer
-        self.store = AuditStore(database_url(database, base_dir), migrate=migrate, durability=durability)
+
+    def _policy_changed(self, in_force: PolicyEngine, error: GuardrailError | None) -> None:
+        """Audit every reload, applied or refused; a refused edit leaves the last good policy in force."""
+        if error is not None:
+            log.warning("policy edit refused; version %s stays in force: %s", in_force.version[:12], error)
+        self.store.write(policy_event(in_force.policy.name, in_force.version, applied=error is None, error=error))
+
+    @property
+    def engine(self) -> PolicyEngine:
+        """The compiled policy in force now (reloaded first, when its files changed)."""
+        return self._source.engine if self._source is not None else self._engine
+
+    @property
+    def policy(self) -> Policy:
+        return self.engine.policy
+
+    @property
+    def privacy(self) -> PromptPrivacy:
+        return PromptPrivacy(self.policy.privacy.prompts, self._key)
 
     @classmethod
     def from_config(cls, path: str | Path = "guardrail.yaml") -> Guard:
@@ -86,6 +139,10 @@ class Guard:
             )
         return cls(
             policy=config.path(config.policy),
+            environment=config.environment,
+            reload=config.reload,
+            reload_interval_s=config.reload_interval_s,
+            shadow_policy=config.path(config.shadow_policy) if config.shadow_policy else None,
             database=config.database,
             on_deny=config.on_deny,
             hmac_key=config.path(key_file) if key_file else None,
@@ -136,20 +193,28 @@ class Guard:
         *,
         user: str | None,
         roles: Iterable[str],
+        tenant: str | None = None,
     ) -> Any:
         """One guarded call. Raises PolicyViolation on deny (unless on_deny is "return"), AuditWriteError
-        when the log cannot be written, and the target's own exception when generation fails."""
+        when the log cannot be written, SigningError when required signing fails, and the target's own
+        exception when generation fails."""
         timings: dict[str, float] = {}
         clock = _Clock(timings)
+        engine = self.engine  # one policy for the whole call, even if a reload lands meanwhile
         with clock("read"):
-            request = adapter.read(args, kwargs, user=user, roles=tuple(roles))
-        ctx = CallContext(new_id(), request, self.policy.name, self.engine.version, self.privacy)
+            request = adapter.read(args, kwargs, user=user, roles=tuple(roles), tenant=tenant)
+        privacy = PromptPrivacy(engine.policy.privacy.prompts, self._key)
+        ctx = CallContext(new_id(), request, engine.policy.name, engine.version, privacy)
         with clock("audit_request"):
             self.store.write(request_event(ctx))
         with clock("policy"):
-            decision = self.engine.evaluate(request)
+            decision = engine.evaluate(request)
+        if decision.allowed and engine.policy.quotas:
+            with clock("quota"):
+                decision = charge_quotas(self.quotas, engine.policy.quotas, request, decision)
+        notes = shadow_notes(self.shadow, request, decision)
         if not decision.allowed:
-            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings))
+            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, notes=notes))
             governance = self._governance(ctx, decision)
             if self.on_deny == "raise":
                 raise PolicyViolation(decision, ctx.call_id)
@@ -159,22 +224,25 @@ class Guard:
             with clock("generate"):
                 output = adapter.target(*call_args, **call_kwargs)
         except BaseException as exc:
-            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, error=exc))
+            self.store.write(
+                outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, error=exc, notes=notes)
+            )
             raise
         images = adapter.output_images(output)
         with clock("hash_outputs"):
             digests = tuple(image_sha256(image) for image in images)
         outputs = [{"sha256": digest} for digest in digests]
         signed: tuple[SignedImage, ...] = ()
-        notes: dict[str, Any] = {}
         if self.signer is not None:
             try:
                 with clock("sign"):
                     signed = tuple(sign_call(self.signer, images, ctx, decision))
             except SigningError as exc:
-                if self.policy.provenance.required:  # fail closed: the images are withheld
+                if engine.policy.provenance.required:  # fail closed: the images are withheld
                     self.store.write(
-                        outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, error=exc)
+                        outcome_event(
+                            ctx, decision=decision, outputs=outputs, durations_ms=timings, error=exc, notes=notes
+                        )
                     )
                     raise SigningError(f"{exc}; the images were withheld", ctx.call_id) from exc
                 notes["signing_error"] = str(exc)
@@ -240,8 +308,10 @@ class GuardedPipeline:
     def guard(self) -> Guard:
         return self._guard
 
-    def __call__(self, *args: Any, user: str | None = None, roles: Iterable[str] = (), **kwargs: Any) -> Any:
-        return self._guard.run(self._adapter, args, kwargs, user=user, roles=roles)
+    def __call__(
+        self, *args: Any, user: str | None = None, roles: Iterable[str] = (), tenant: str | None = None, **kwargs: Any
+    ) -> Any:
+        return self._guard.run(self._adapter, args, kwargs, user=user, roles=roles, tenant=tenant)
 
     def load_lora_weights(self, source: Any, adapter_name: str | None = None, **kwargs: Any) -> None:
         """Load a LoRA through the pipeline, recording the SHA-256 of its file for policy hash lists."""

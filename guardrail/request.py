@@ -79,6 +79,7 @@ class GenerationRequest:
     model: ModelIdentity = field(default_factory=lambda: ModelIdentity(pipeline_class="unknown"))
     user: str | None = None
     roles: tuple[str, ...] = ()
+    tenant: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     """Other scalar call arguments, for the audit record."""
     adjustable: frozenset[str] = ADJUSTABLE_FIELDS

@@ -57,9 +57,12 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     yield postgres_server_url
     import sqlalchemy as sa
 
+    from guardrail.audit.tables import metadata
+
     engine = sa.create_engine(postgres_server_url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS audit_events, alembic_version CASCADE")
+        for table in [*metadata.sorted_tables, sa.table("alembic_version")]:
+            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.name}" CASCADE')
     engine.dispose()
 
 

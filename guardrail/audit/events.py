@@ -149,6 +149,31 @@ def outcome_event(
     )
 
 
+def policy_event(policy_name: str, policy_version: str, *, applied: bool, error: BaseException | None) -> AuditEvent:
+    """A policy reload: applied (the version now in force) or refused (and why; the version kept)."""
+    problems = [str(p) for p in getattr(error, "problems", [])] or ([str(error)] if error else [])
+    return AuditEvent(
+        event_id=new_id(),
+        call_id=new_id(),
+        kind="policy",
+        created_at=datetime.now(timezone.utc),
+        user_id=None,
+        roles=[],
+        status="applied" if applied else "refused",
+        policy_name=policy_name,
+        policy_version=policy_version,
+        privacy_mode="none",
+        hmac_key_id=None,
+        prompts=[],
+        negative_prompts=[],
+        params={},
+        model={},
+        inputs=[],
+        detail={"problems": problems},
+        error=f"{type(error).__name__}: {error}" if error else None,
+    )
+
+
 def _jsonable(value: Any) -> Any:
     """Params as JSON-safe data (anything else becomes its type name, never its contents)."""
     if value is None or isinstance(value, bool | int | float | str):

@@ -116,6 +116,8 @@ class AuditStore:
         self.engine, current = connect(url)
         sync = "FULL" if durability == "full" else "NORMAL"
         self._request_engine = self.engine.execution_options(sqlite_synchronous=sync)
+        self.crash_safe_engine = self.engine.execution_options(sqlite_synchronous="NORMAL")
+        """For writes inside a call that the call's fsynced outcome event makes durable (quota charges)."""
         head = migrations.head_revision()
         if current != head:
             if migrate == "auto":

@@ -42,3 +42,12 @@ audit_events = Table(
     Column("error", Text),
 )
 Index("ix_audit_events_call_kind", audit_events.c.call_id, audit_events.c.kind)
+
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("quota_id", String(128), primary_key=True),
+    Column("subject", String(256), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),  # epoch seconds, UTC
+    Column("used", Integer, nullable=False),
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Outcome = Literal["allow", "modify", "deny"]
@@ -44,6 +44,8 @@ class Decision:
     fired: tuple[FiredRule, ...] = ()
     modifications: tuple[Modification, ...] = ()
     errors: tuple[str, ...] = ()
+    quotas: dict[str, int] = field(default_factory=dict)
+    """Images left in each quota the call was charged against (or in the one it exceeded)."""
 
     @property
     def allowed(self) -> bool:
@@ -75,4 +77,5 @@ class Decision:
             "modified": {m.field: m.after for m in self.modifications},
             "modifications": [m.as_dict() for m in self.modifications],
             "errors": list(self.errors),
+            "quota_remaining": dict(self.quotas),
         }

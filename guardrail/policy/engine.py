@@ -251,3 +251,19 @@ def _combine(fired: list[FiredRule], modifications: list[Modification], default:
         denial = FiredRule(DEFAULT_DENY_RULE, "deny", "no rule allows this request (the policy denies by default)")
         return Decision("deny", (*(rule for rule in fired if rule.effect == "flag"), denial))
     return Decision("modify" if modifications else "allow", tuple(fired), tuple(modifications))
+
+
+def shadow_notes(shadow: PolicyEngine | None, request: GenerationRequest, decision: Decision) -> dict[str, Any]:
+    """What the audit outcome records of a candidate policy run beside the active one: its decision,
+    only where the two disagree (effect, fired rules or modifications). Nothing else changes."""
+    if shadow is None:
+        return {}
+    candidate = shadow.evaluate(request)
+    same = (
+        candidate.effect == decision.effect
+        and set(candidate.rule_ids) == set(decision.rule_ids)
+        and candidate.modified() == decision.modified()
+    )
+    if same:
+        return {}
+    return {"shadow": {"policy": shadow.policy.name, "version": shadow.version, "decision": candidate.as_dict()}}

@@ -59,8 +59,17 @@ def _field_path(loc: Sequence[str | int]) -> str:
     return path
 
 
-def validate(model: type[M], data: Any, file: str, extra: Sequence[tuple[Sequence[str | int], str]] = ()) -> M:
-    """Validate parsed YAML against a model; raise PolicyError listing every problem, located."""
+def validate(
+    model: type[M],
+    data: Any,
+    file: str,
+    extra: Sequence[tuple[Sequence[str | int], str]] = (),
+    *,
+    source: Any = None,
+) -> M:
+    """Validate parsed YAML against a model; raise PolicyError listing every problem, located in
+    `source` (the parsed file, when `data` was derived from it) or in `data` itself."""
+    source = data if source is None else source
     if data is None:
         raise PolicyError([Problem("the file is empty", file, 1, 1)])
     problems: list[Problem] = []
@@ -71,13 +80,13 @@ def validate(model: type[M], data: Any, file: str, extra: Sequence[tuple[Sequenc
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
             # A model-level check reports its model's path; a missing key reports the key.
-            line, column = locate(data, loc)
+            line, column = locate(source, loc)
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(Problem(message, file, line, column, _field_path(loc) or None))
     for path, message in extra:
-        line, column = locate(data, path)
+        line, column = locate(source, path)
         problems.append(Problem(message, file, line, column, _field_path(path)))
     if problems or result is None:
         raise PolicyError(problems)
@@ -110,10 +119,13 @@ def _policy_references(data: Any) -> list[tuple[list[str | int], str]]:
     return problems
 
 
-def parse_policy(text: str, file: str = "<policy>") -> Policy:
-    """Parse and validate policy YAML text."""
+def parse_policy(text: str, file: str = "<policy>", *, environment: str | None = None) -> Policy:
+    """Parse and validate policy YAML text (a policy given as text cannot `extends:` another file)."""
     data = read_yaml(text, file)
-    return validate(Policy, data, file, _policy_references(data))
+    if isinstance(data, dict) and data.get("extends"):
+        where = locate(data, ["extends"])
+        raise PolicyError([Problem("`extends` needs a policy file, not text", file, *where, "extends")])
+    return _resolve(data, data, file, environment)
 
 
 def read_text_file(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> str:
@@ -134,6 +146,82 @@ def read_text_file(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> st
         raise PolicyError([Problem(f"cannot read: {exc.strerror}", str(p))]) from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Load a policy file. Raises PolicyError naming file, line, column and field for every problem."""
-    return parse_policy(read_text_file(path), str(path))
+def load_policy(path: str | Path, *, environment: str | None = None) -> Policy:
+    """Load a policy file: its `extends:` chain merged, then the `environment`'s overrides applied.
+
+    Raises PolicyError naming file, line, column and field for every problem.
+    """
+    file = str(path)
+    data = read_yaml(read_text_file(path), file)
+    merged = _merged(Path(path), data, seen=())
+    return _resolve(merged, data, file, environment)
+
+
+def policy_files(path: str | Path) -> list[Path]:
+    """The policy file and every file it extends, for reloading when any of them changes."""
+    files = [Path(path).resolve()]
+    while True:
+        data = read_yaml(read_text_file(files[-1]), str(files[-1]))
+        parent = data.get("extends") if isinstance(data, dict) else None
+        if not isinstance(parent, str) or (files[-1].parent / parent).resolve() in files:
+            return files
+        files.append((files[-1].parent / parent).resolve())
+
+
+def _merged(path: Path, data: Any, seen: tuple[Path, ...]) -> Any:
+    """The file's data on top of its parent's (recursively); the parent must be a valid policy itself."""
+    parent = data.get("extends") if isinstance(data, dict) else None
+    if parent is None:
+        return data
+    file = str(path)
+    where = locate(data, ["extends"])
+    if not isinstance(parent, str):
+        raise PolicyError([Problem("`extends` must be a file path", file, *where, "extends")])
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in seen or parent_path == path.resolve():
+        raise PolicyError([Problem(f"`extends` makes a cycle through {parent_path}", file, *where, "extends")])
+    parent_data = read_yaml(read_text_file(parent_path), str(parent_path))
+    validate(Policy, parent_data, str(parent_path), _policy_references(parent_data))  # the parent stands alone
+    return merge(_merged(parent_path, parent_data, (*seen, path.resolve())), data)
+
+
+def merge(base: Any, overlay: Any) -> dict[str, Any]:
+    """`overlay` on top of `base`: mappings merge key by key, `rules` merge by id (a rule with the same
+    id replaces the parent's, in its place; new rules come after), anything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if key == "extends":
+            continue
+        if key == "rules" and isinstance(value, list) and isinstance(out.get("rules"), list):
+            rules = {(r.get("id") if isinstance(r, dict) else None) or f"#{i}": r for i, r in enumerate(out["rules"])}
+            for i, rule in enumerate(value):
+                rules[(rule.get("id") if isinstance(rule, dict) else None) or f"#new{i}"] = rule
+            out["rules"] = list(rules.values())
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve(merged: Any, source: Any, file: str, environment: str | None) -> Policy:
+    """Validate the merged data with the environment's overrides applied; the result has neither
+    `extends` nor `environments`, so its version hash is that of what decisions actually use."""
+    if isinstance(merged, dict):
+        environments = merged.get("environments") or {}
+        if environment is not None:
+            if not isinstance(environments, dict) or environment not in environments:
+                known = ", ".join(environments) if isinstance(environments, dict) else ""
+                message = f"unknown environment {environment!r} (defined: {known or 'none'})"
+                raise PolicyError([Problem(message, file, *locate(source, ["environments"]), "environments")])
+            overlay = environments[environment]
+            if not isinstance(overlay, dict):
+                where = locate(source, ["environments", environment])
+                raise PolicyError([Problem("an environment is a mapping of overrides", file, *where)])
+            merged = merge(merged, overlay)
+        # Overrides are checked as part of the whole; each environment must produce a valid policy.
+        for name, overlay in environments.items() if isinstance(environments, dict) else ():
+            if name != environment and isinstance(overlay, dict):
+                validate(Policy, {**merge(merged, overlay), "environments": {}}, file, source=source)
+        merged = {k: v for k, v in merged.items() if k not in ("extends", "environments")}
+    return validate(Policy, merged, file, _policy_references(merged), source=source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -136,6 +136,33 @@ class Privacy(_Strict):
     """How prompts are stored in the audit log: keyed HMAC-SHA256 (default), plaintext, or redacted."""
 
 
+_WINDOW = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _valid_window(value: str) -> str:
+    if not _WINDOW.match(value) or int(value[:-1]) == 0:
+        raise ValueError("expected a window like 30m, 1h, 1d or 7d")
+    return value
+
+
+class Quota(_Strict):
+    """At most `images` images per user, role or tenant in each fixed window (e.g. each hour)."""
+
+    id: RuleId
+    per: Literal["user", "role", "tenant"]
+    window: Annotated[str, AfterValidator(_valid_window)]
+    images: int = Field(ge=0)
+    when: Scope = Scope()
+    message: str = ""
+
+    @property
+    def window_seconds(self) -> int:
+        match = _WINDOW.match(self.window)
+        assert match is not None
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 class ProvenancePolicy(_Strict):
     required: bool = False
     """Every returned image must carry a C2PA signature: a Guard without a signer refuses to start,
@@ -148,6 +175,10 @@ class Policy(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
+    extends: str | None = None
+    """A policy file (relative to this one) whose rules and settings this one builds on."""
+    environments: dict[str, dict[str, Any]] = {}
+    """Named sets of overrides (e.g. staging, prod), applied on top when that environment is chosen."""
     default: Literal["allow", "deny"] = "allow"
     """The effect when no allow or deny rule fires."""
     prompt_embeds: Literal["deny", "flag", "allow"] = "deny"
@@ -156,6 +187,7 @@ class Policy(_Strict):
     provenance: ProvenancePolicy = ProvenancePolicy()
     term_lists: dict[str, list[str]] = {}
     rules: list[Rule] = []
+    quotas: list[Quota] = []
 
     @property
     def version(self) -> str:
