@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/wrapper_overhead.py
 	$(PY) bench/import_time.py
 	$(PY) bench/provenance.py
+	$(PY) bench/policy_ops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart tests/interop/node_modules

@@ -86,7 +86,7 @@ def request_event(ctx: CallContext) -> AuditEvent:
         inputs=[i.as_dict() for i in req.input_images],
         pipeline_class=req.model.pipeline_class,
         model_name=req.model.name_or_path,
-        detail={"has_prompt_embeds": req.has_prompt_embeds},
+        detail={"has_prompt_embeds": req.has_prompt_embeds, "tenant": req.tenant},
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -32,3 +34,18 @@ def resolve_database(config: Path, database: str | None) -> str:
         )
     settings = load_config(config)
     return database_url(settings.database, settings.base_dir)
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone) or an age before now: 30m, 12h, 7d."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([smhd])", value)
+    if match:
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither an ISO time nor an age like 7d", param_hint=option) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

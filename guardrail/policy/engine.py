@@ -9,7 +9,7 @@ from typing import Any
 
 from guardrail.policy.decision import Decision, FiredRule, Modification
 from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule, Scope
-from guardrail.policy.text import TextMatcher, normalize
+from guardrail.policy.text import TextHit, TextMatcher, normalize
 from guardrail.request import GenerationRequest
 
 PROMPT_EMBEDS_RULE = "guardrail.prompt-embeds"
@@ -76,7 +76,7 @@ class PolicyEngine:
         for index, field, hit in sorted(self._text_hits(request), key=lambda h: h[0]):
             rule = rules[index]
             if in_scope[index] and field in rule.prompt.fields:  # type: ignore[union-attr]
-                fired.append(_fire(rule, f"{field} matched {hit!r}"))
+                fired.append(_fire(rule, f"{field} {hit.kind} {hit.pattern!r} matched {hit.matched!r}"))
 
         for index in self._conditions:
             rule = rules[index]
@@ -108,13 +108,13 @@ class PolicyEngine:
             )
         return _combine(fired, modifications, self.policy.default)
 
-    def _text_hits(self, request: GenerationRequest) -> list[tuple[int, str, str]]:
-        hits: list[tuple[int, str, str]] = []
+    def _text_hits(self, request: GenerationRequest) -> list[tuple[int, str, TextHit[int]]]:
+        hits: list[tuple[int, str, TextHit[int]]] = []
         for field, texts in (("prompt", request.prompts), ("negative_prompt", request.negative_prompts)):
             if field not in self._text_fields:
                 continue
             for text in texts:
-                hits += [(h.value, field, h.matched) for h in self._matcher.find(text)]
+                hits += [(h.value, field, h) for h in self._matcher.find(text)]
         return hits
 
     def _check_limits(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,9 +66,11 @@ def validate(
     extra: Sequence[tuple[Sequence[str | int], str]] = (),
     *,
     source: Any = None,
+    translate: Callable[[list[str | int]], list[str | int]] = list,
 ) -> M:
     """Validate parsed YAML against a model; raise PolicyError listing every problem, located in
-    `source` (the parsed file, when `data` was derived from it) or in `data` itself."""
+    `source` (the parsed file, when `data` was derived from it) or in `data` itself; `translate`
+    maps a path in `data` to the same item's path in `source`."""
     source = data if source is None else source
     if data is None:
         raise PolicyError([Problem("the file is empty", file, 1, 1)])
@@ -78,7 +80,7 @@ def validate(
         result = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            loc = translate([p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
             # A model-level check reports its model's path; a missing key reports the key.
             line, column = locate(source, loc)
             message = err["msg"].removeprefix("Value error, ")
@@ -86,8 +88,9 @@ def validate(
                 message = "unknown key"
             problems.append(Problem(message, file, line, column, _field_path(loc) or None))
     for path, message in extra:
-        line, column = locate(source, path)
-        problems.append(Problem(message, file, line, column, _field_path(path)))
+        where = translate(list(path))
+        line, column = locate(source, where)
+        problems.append(Problem(message, file, line, column, _field_path(where)))
     if problems or result is None:
         raise PolicyError(problems)
     return result
@@ -224,4 +227,28 @@ def _resolve(merged: Any, source: Any, file: str, environment: str | None) -> Po
             if name != environment and isinstance(overlay, dict):
                 validate(Policy, {**merge(merged, overlay), "environments": {}}, file, source=source)
         merged = {k: v for k, v in merged.items() if k not in ("extends", "environments")}
-    return validate(Policy, merged, file, _policy_references(merged), source=source)
+    translate = _rule_origins(merged, source)
+    return validate(Policy, merged, file, _policy_references(merged), source=source, translate=translate)
+
+
+def _rule_origins(merged: Any, source: Any) -> Callable[[list[str | int]], list[str | int]]:
+    """Map `rules[i]` of the merged policy to where that rule is written in this file (its own
+    rules or an environment's), so errors name the line an author can find; inherited rules were
+    already checked in their own file."""
+    origins: dict[int, list[str | int]] = {}
+    if isinstance(source, dict):
+        for j, rule in enumerate(source.get("rules") or []):
+            origins[id(rule)] = ["rules", j]
+        environments = source.get("environments")
+        for name, overlay in environments.items() if isinstance(environments, dict) else ():
+            for j, rule in enumerate(overlay.get("rules") or [] if isinstance(overlay, dict) else []):
+                origins[id(rule)] = ["environments", name, "rules", j]
+    rules = merged.get("rules") if isinstance(merged, dict) else None
+
+    def translate(path: list[str | int]) -> list[str | int]:
+        index = path[1] if len(path) >= 2 and path[0] == "rules" else None
+        if isinstance(index, int) and isinstance(rules, list) and index < len(rules) and id(rules[index]) in origins:
+            return [*origins[id(rules[index])], *path[2:]]
+        return path
+
+    return translate

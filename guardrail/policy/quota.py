@@ -44,6 +44,7 @@ class QuotaLedger:
 
         self.engine = engine
         self.table = quota_usage
+        self._upsert = _upsert_statement(quota_usage, engine.dialect.name)
 
     def charge(
         self, quotas: list[Quota], request: GenerationRequest, images: int, *, now: float | None = None
@@ -67,7 +68,14 @@ class QuotaLedger:
                     window = int(moment // quota.window_seconds * quota.window_seconds)
                     used = None
                     if images <= quota.images:
-                        used = connection.execute(self._upsert(connection, quota, subject, window, images)).scalar()
+                        values = {
+                            "quota": quota.id,
+                            "subject": subject,
+                            "window": window,
+                            "n": images,
+                            "limit": quota.images,
+                        }
+                        used = connection.execute(self._upsert, values).scalar()
                     if used is None:
                         current = connection.execute(
                             sa.select(self.table.c.used).where(
@@ -87,18 +95,6 @@ class QuotaLedger:
             return QuotaCharge({quota.id: left}, FiredRule(quota.id, "deny", message, detail))
         return QuotaCharge(remaining)
 
-    def _upsert(self, connection: Any, quota: Quota, subject: str, window: int, images: int) -> Any:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        table = self.table
-        statement = dialect.insert(table).values(quota_id=quota.id, subject=subject, window_start=window, used=images)
-        return statement.on_conflict_do_update(
-            index_elements=[table.c.quota_id, table.c.subject, table.c.window_start],
-            set_={"used": table.c.used + images},
-            where=table.c.used + images <= quota.images,
-        ).returning(table.c.used)
-
 
 class _Exceeded(Exception):
     def __init__(self, quota: Quota, subject: str, left: int) -> None:
@@ -114,3 +110,21 @@ def charge_quotas(ledger: QuotaLedger, quotas: list[Quota], request: GenerationR
         return replace(decision, quotas=charge.remaining)
     flags = tuple(rule for rule in decision.fired if rule.effect == "flag")
     return Decision("deny", (*flags, charge.exceeded), quotas=charge.remaining)
+
+
+def _upsert_statement(table: Any, dialect_name: str) -> Any:
+    """Check-and-count in one statement, built once: insert the window's row, or add to it only
+    while the sum stays within the limit; RETURNING gives the new count, or nothing when full."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    n: Any = sa.bindparam("n")
+    statement = dialect.insert(table).values(
+        quota_id=sa.bindparam("quota"), subject=sa.bindparam("subject"), window_start=sa.bindparam("window"), used=n
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.quota_id, table.c.subject, table.c.window_start],
+        set_={"used": table.c.used + n},
+        where=table.c.used + n <= sa.bindparam("limit"),
+    ).returning(table.c.used)

@@ -96,6 +96,8 @@ class TextHit(Generic[T]):
     value: T
     pattern: str
     matched: str
+    kind: str = "term"
+    """term or regex."""
 
 
 class TextMatcher(Generic[T]):
