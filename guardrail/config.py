@@ -27,11 +27,20 @@ class ProvenanceConfig(_Strict):
     algorithm: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
     timestamp_url: str | None = None
     format: Literal["png", "jpeg", "webp"] = "png"
-    jpeg_quality: int = Field(95, ge=1, le=100)
+    jpeg_quality: int = Field(default=95, ge=1, le=100)
     thumbnail: bool = False
     """A small JPEG thumbnail in the manifest (off: it costs time and bytes)."""
     trust_anchors: str | None = None
     """PEM of the roots `guardrail verify` trusts by default."""
+
+
+class AuditConfig(_Strict):
+    checkpoint_key_file: str | None = None
+    """Ed25519 key that signs checkpoints of the hash chain (its .pub beside it verifies them)."""
+    checkpoint_every: int = Field(default=1000, ge=1)
+    checkpoint_interval_s: float = Field(default=60.0, gt=0)
+    retention_days: float | None = Field(default=None, gt=0)
+    """`guardrail audit purge` erases personal data older than this (hashes stay)."""
 
 
 class GuardConfig(_Strict):
@@ -40,7 +49,7 @@ class GuardConfig(_Strict):
     """Which of the policy's `environments` to apply (e.g. prod); none by default."""
     reload: bool = False
     """Follow edits of the policy files: a valid edit applies to the next call, an invalid one is refused."""
-    reload_interval_s: float = Field(1.0, ge=0)
+    reload_interval_s: float = Field(default=1.0, ge=0)
     shadow_policy: str | None = None
     """A candidate policy evaluated beside the active one; disagreements are recorded, nothing else changes."""
     database: str = "guardrail.db"
@@ -51,6 +60,7 @@ class GuardConfig(_Strict):
     durability: Literal["outcome", "full"] = "outcome"
     """SQLite: outcome fsyncs each call's outcome event (and so all before it); full fsyncs every event."""
     privacy: PrivacyConfig = PrivacyConfig()
+    audit: AuditConfig = AuditConfig()
     provenance: ProvenanceConfig | None = None
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
@@ -85,4 +95,10 @@ durability: outcome
 privacy:
   # Key for the HMACs that stand in for prompts in the audit log. Keep it secret; back it up.
   hmac_key_file: .guardrail/hmac.key
+audit:
+  # Ed25519 key signing checkpoints of the audit hash chain; verify with its .pub (keep a copy elsewhere).
+  checkpoint_key_file: .guardrail/audit-checkpoint.key
+  checkpoint_every: 1000        # events
+  checkpoint_interval_s: 60
+  retention_days: null          # `guardrail audit purge` erases personal data older than this
 """

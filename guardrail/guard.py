@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
+from guardrail.audit.checkpoints import CheckpointSigner
 from guardrail.audit.events import CallContext, new_id, outcome_event, policy_event, request_event
 from guardrail.audit.privacy import HmacKey, PromptPrivacy
 from guardrail.audit.query import CallSummary, list_calls
@@ -58,6 +59,9 @@ class Guard:
         reload: bool = False,
         reload_interval_s: float = 1.0,
         shadow_policy: Policy | str | Path | None = None,
+        checkpoint_signer: CheckpointSigner | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 60.0,
         base_dir: str | Path | None = None,
     ) -> None:
         self.on_deny = on_deny
@@ -85,7 +89,14 @@ class Guard:
                 else load_policy(shadow_policy, environment=environment)
             )
             self.shadow = PolicyEngine(shadow)
-        self.store = AuditStore(database_url(database, base_dir), migrate=migrate, durability=durability)
+        self.store = AuditStore(
+            database_url(database, base_dir),
+            migrate=migrate,
+            durability=durability,
+            checkpoint_signer=checkpoint_signer,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval_s=checkpoint_interval_s,
+        )
         self.quotas = QuotaLedger(self.store.crash_safe_engine)
 
     def _check_policy(self, engine: PolicyEngine) -> None:
@@ -137,7 +148,14 @@ class Guard:
                 jpeg_quality=p.jpeg_quality,
                 thumbnail=p.thumbnail,
             )
+        audit = config.audit
+        checkpoints = (
+            CheckpointSigner.from_file(config.path(audit.checkpoint_key_file)) if audit.checkpoint_key_file else None
+        )
         return cls(
+            checkpoint_signer=checkpoints,
+            checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
             policy=config.path(config.policy),
             environment=config.environment,
             reload=config.reload,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guardrail._resources import data_dir
+from guardrail.audit.checkpoints import create_key_files
 from guardrail.audit.privacy import create_key_file
 from guardrail.audit.store import AuditStore, database_url, safe_url
 from guardrail.config import CONFIG_TEMPLATE
@@ -60,6 +61,9 @@ def init_project(
     key_created = not key_file.exists()
     if key_created:
         create_key_file(key_file)
+    checkpoint_key = folder / ".guardrail" / "audit-checkpoint.key"
+    if not checkpoint_key.exists():
+        create_key_files(checkpoint_key)
     url = database_url(database or "guardrail.db", folder)
     AuditStore(url, migrate="auto").close()
     return Project(config_file, policy_file, key_file, key_created, safe_url(url), ca)

@@ -1,13 +1,38 @@
-"""Reading the audit log back: one row per call for listings, every event of a call for `show`."""
+"""Reading the audit log back: a typed query over calls (one row per call: its request joined with
+its outcome), per-call events for `show`, and counts for `stats`. Reads only, through SQLAlchemy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What to select. Every field narrows the result; unset fields do not filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    user: str | None = None
+    role: str | None = None
+    status: str | None = None
+    """pending, allowed, modified, denied or error."""
+    decision: str | None = None
+    """allow, modify or deny."""
+    rule: str | None = None
+    """A fired rule id (quota ids included)."""
+    model: str | None = None
+    """Model name; `*` is a wildcard."""
+    policy_version: str | None = None
+    """A version hash or a prefix of one."""
+    text: str | None = None
+    """Case-insensitive search in prompts logged in plaintext."""
+    limit: int | None = 100
 
 
 @dataclass(frozen=True)
@@ -23,12 +48,14 @@ class CallSummary:
     model: str | None
     policy: str
     policy_version: str
+    roles: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "call_id": self.call_id,
             "started_at": self.started_at.isoformat(),
             "user": self.user,
+            "roles": self.roles,
             "status": self.status,
             "decision": self.decision,
             "rules": self.rules,
@@ -43,47 +70,142 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def list_calls(
-    engine: Engine, *, limit: int = 50, user: str | None = None, status: str | None = None
-) -> list[CallSummary]:
-    """The most recent calls, newest first; a call with no outcome yet shows as pending. Reads only."""
+def _json_contains(engine: Engine, column: Any, value: str) -> Any:
+    """`value` is an element of the JSON array in `column` (SQLite json_each, PostgreSQL jsonb @>)."""
     import sqlalchemy as sa
 
-    from guardrail.audit.tables import audit_events as ev
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
 
-    outcome = ev.alias("outcome")
+        return sa.cast(column, JSONB).contains([value])
+    elements = sa.func.json_each(column).table_valued("value")
+    return sa.exists().select_from(elements).where(elements.c.value == value)
+
+
+def _calls_query(engine: Engine, where: CallFilter) -> Any:
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_events
+
+    request, outcome = audit_events.alias("request"), audit_events.alias("outcome")
+    status = sa.func.coalesce(outcome.c.status, request.c.status)
     query = (
         sa.select(
-            ev,
-            outcome.c.status.label("o_status"),
-            outcome.c.decision.label("o_decision"),
-            outcome.c.rules.label("o_rules"),
+            request.c.call_id,
+            request.c.created_at,
+            request.c.user_id,
+            request.c.roles,
+            status.label("status"),
+            outcome.c.decision,
+            outcome.c.rules,
+            request.c.model_name,
+            request.c.policy_name,
+            request.c.policy_version,
         )
-        .select_from(ev.outerjoin(outcome, sa.and_(outcome.c.call_id == ev.c.call_id, outcome.c.kind == "outcome")))
-        .where(ev.c.kind == "request")
-        .order_by(ev.c.seq.desc())
-        .limit(limit)
+        .select_from(
+            request.outerjoin(outcome, sa.and_(outcome.c.call_id == request.c.call_id, outcome.c.kind == "outcome"))
+        )
+        .where(request.c.kind == "request")
+        .order_by(request.c.created_at.desc(), request.c.chain_seq.desc())
     )
-    if user is not None:
-        query = query.where(ev.c.user_id == user)
-    if status is not None:
-        query = query.where(sa.func.coalesce(outcome.c.status, ev.c.status) == status)
+    conditions = []
+    if where.since is not None:
+        conditions.append(request.c.created_at >= where.since)
+    if where.until is not None:
+        conditions.append(request.c.created_at < where.until)
+    if where.user is not None:
+        conditions.append(request.c.user_id == where.user)
+    if where.role is not None:
+        conditions.append(_json_contains(engine, request.c.roles, where.role))
+    if where.status is not None:
+        conditions.append(status == where.status)
+    if where.decision is not None:
+        conditions.append(outcome.c.decision == where.decision)
+    if where.rule is not None:
+        conditions.append(_json_contains(engine, outcome.c.rules, where.rule))
+    if where.model is not None:
+        pattern = where.model.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
+        conditions.append(request.c.model_name.like(pattern, escape="\\"))
+    if where.policy_version is not None:
+        conditions.append(request.c.policy_version.startswith(where.policy_version, autoescape=True))
+    if where.text is not None:
+        conditions.append(request.c.privacy_mode == "plaintext")
+        conditions.append(sa.cast(request.c.prompts, sa.Text).icontains(where.text, autoescape=True))
+    if conditions:
+        query = query.where(*conditions)
+    if where.limit is not None:
+        query = query.limit(where.limit)
+    return query
+
+
+def query_calls(engine: Engine, where: CallFilter = CallFilter()) -> list[CallSummary]:
+    """The calls that match, newest first; a call with no outcome yet shows as pending. Reads only."""
     with engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
+        rows = connection.execute(_calls_query(engine, where)).mappings().all()
     return [
         CallSummary(
             call_id=r["call_id"],
             started_at=as_utc(r["created_at"]),
             user=r["user_id"],
-            status=r["o_status"] or r["status"],
-            decision=r["o_decision"],
-            rules=r["o_rules"] or [],
+            status=r["status"],
+            decision=r["decision"],
+            rules=r["rules"] or [],
             model=r["model_name"],
             policy=r["policy_name"],
             policy_version=r["policy_version"],
+            roles=r["roles"] or [],
         )
         for r in rows
     ]
+
+
+def list_calls(
+    engine: Engine, *, limit: int = 50, user: str | None = None, status: str | None = None
+) -> list[CallSummary]:
+    """The most recent calls, newest first. Reads only."""
+    return query_calls(engine, CallFilter(limit=limit, user=user, status=status))
+
+
+@dataclass(frozen=True)
+class Stats:
+    calls: int
+    by_status: dict[str, int]
+    by_rule: dict[str, int]
+    by_user: dict[str, int]
+    by_day: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "by_status": self.by_status,
+            "by_rule": self.by_rule,
+            "by_user": self.by_user,
+            "by_day": self.by_day,
+        }
+
+
+def stats(engine: Engine, where: CallFilter = CallFilter(limit=None)) -> Stats:
+    """Counts of the matching calls by status, fired rule, user and day (UTC). Reads only."""
+    by_status: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()
+    by_user: Counter[str] = Counter()
+    by_day: Counter[str] = Counter()
+    calls = 0
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=5000).execute(_calls_query(engine, where))
+        for row in result.mappings():
+            calls += 1
+            by_status[row["status"]] += 1
+            by_rule.update(row["rules"] or [])
+            by_user[row["user_id"] or "(none)"] += 1
+            by_day[as_utc(row["created_at"]).date().isoformat()] += 1
+    return Stats(
+        calls,
+        dict(by_status.most_common()),
+        dict(by_rule.most_common()),
+        dict(by_user.most_common()),
+        dict(sorted(by_day.items())),
+    )
 
 
 def call_events(engine: Engine, call_id: str) -> list[dict[str, Any]]:
@@ -92,9 +214,24 @@ def call_events(engine: Engine, call_id: str) -> list[dict[str, Any]]:
 
     from guardrail.audit.tables import audit_events as ev
 
-    query = sa.select(ev).where(ev.c.call_id.startswith(call_id, autoescape=True)).order_by(ev.c.seq)
+    query = sa.select(ev).where(ev.c.call_id.startswith(call_id, autoescape=True)).order_by(ev.c.chain_seq)
     with engine.connect() as connection:
         rows = [dict(r) for r in connection.execute(query).mappings().all()]
     if len({r["call_id"] for r in rows}) > 1:
         raise LookupError(f"{call_id!r} matches more than one call; give more of the id")
     return rows
+
+
+def events_between(engine: Engine, since: datetime | None, until: datetime | None) -> Any:
+    """Every event (all kinds) in a time window, in chain order, streamed. Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_events as ev
+
+    query = sa.select(ev).order_by(ev.c.chain_seq)
+    if since is not None:
+        query = query.where(ev.c.created_at >= since)
+    if until is not None:
+        query = query.where(ev.c.created_at < until)
+    with engine.connect() as connection:
+        yield from (dict(r) for r in connection.execution_options(yield_per=5000).execute(query).mappings())

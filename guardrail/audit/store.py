@@ -14,10 +14,13 @@ are durable as the server is configured (synchronous_commit=on by default).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from guardrail.audit.chain import GENESIS, link
+from guardrail.audit.checkpoints import Checkpoint, CheckpointSigner
 from guardrail.audit.events import AuditEvent
 from guardrail.errors import AuditWriteError, DatabaseUnavailable
 
@@ -30,6 +33,7 @@ Migrate = Literal["auto", "check"]
 Durability = Literal["outcome", "full"]
 _SYNC_LEVELS = {"FULL": "FULL", "NORMAL": "NORMAL"}
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0)
+CHAIN_LOCK_ID = 0x6775617264  # PostgreSQL advisory lock that serialises appends to the chain
 
 
 def database_url(value: str, base_dir: str | Path | None = None) -> str:
@@ -104,14 +108,30 @@ def safe_url(url: str) -> str:
 class AuditStore:
     """Writes audit events. Connects and checks the schema on construction, so a bad database fails at start."""
 
-    def __init__(self, url: str, *, migrate: Migrate = "auto", durability: Durability = "outcome") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate: Migrate = "auto",
+        durability: Durability = "outcome",
+        checkpoint_signer: CheckpointSigner | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 60.0,
+    ) -> None:
         import sqlalchemy as sa
 
         from guardrail.audit import migrate as migrations
-        from guardrail.audit.tables import audit_events
+        from guardrail.audit.tables import audit_checkpoints, audit_events
 
         self.url = url
         self._insert = _Insert(audit_events, url)
+        self._checkpoints = audit_checkpoints
+        self._signer = checkpoint_signer
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._checkpoint_lock = threading.Lock()
         self._operational_errors = (sa.exc.OperationalError, sa.exc.InterfaceError)
         self.engine, current = connect(url)
         sync = "FULL" if durability == "full" else "NORMAL"
@@ -142,7 +162,9 @@ class AuditStore:
                 time.sleep(delay)
             try:
                 with engine.begin() as connection:
-                    self._insert(connection, row)
+                    seq, prev = self._insert.head(connection)
+                    self._insert(connection, link(row, seq + 1, prev))
+                self._after_write()
                 return
             except self._operational_errors as exc:
                 last = exc
@@ -153,7 +175,41 @@ class AuditStore:
             f"audit event {event.event_id} was not written after {len(RETRY_DELAYS_S) + 1} attempts: {_reason(last)}"
         ) from last
 
+    def _after_write(self) -> None:
+        if self._signer is None:
+            return
+        with self._checkpoint_lock:
+            self._since_checkpoint += 1
+            due = self._since_checkpoint >= self._checkpoint_every
+            due = due or time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s
+        if due:
+            self.checkpoint()
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the chain's current head and store the checkpoint. Writes the database; returns
+        None when there is no key or no event yet."""
+        if self._signer is None:
+            return None
+        from datetime import datetime, timezone
+
+        with self._checkpoint_lock:
+            self._since_checkpoint = 0
+            self._last_checkpoint = time.monotonic()
+        with self.engine.begin() as connection:
+            seq, head = self._insert.head(connection)
+            if seq == 0:
+                return None
+            checkpoint = self._signer.sign(seq, head, datetime.now(timezone.utc))
+            connection.execute(self._checkpoints.insert(), checkpoint.as_dict())
+        return checkpoint
+
     def close(self) -> None:
+        """Write a final checkpoint (when events were written since the last) and release connections."""
+        if self._signer is not None and self._since_checkpoint:
+            try:
+                self.checkpoint()
+            except Exception as exc:  # closing must not hide the caller's own error; the gap is logged
+                log.error("final audit checkpoint not written: %s", _reason(exc))
         self.engine.dispose()
 
 
@@ -167,19 +223,32 @@ class _Insert:
 
         self.table = table
         self.fast = url.startswith("sqlite")
+        self.head_query = sa.select(table.c.chain_seq, table.c.entry_hash).order_by(table.c.chain_seq.desc()).limit(1)
+        self.lock = sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_ID))
         if self.fast:
             dialect = sa.create_engine("sqlite://").dialect
+            self.head_sql = str(self.head_query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             columns = [c for c in table.columns if c.name != "seq"]
             compiled = table.insert().values({c.name: sa.bindparam(c.name) for c in columns}).compile(dialect=dialect)
             self.sql = str(compiled)
             self.keys = list(compiled.positiontup or [])
             self.processors = [(k, table.c[k].type.bind_processor(dialect)) for k in self.keys]
 
+    def head(self, connection: Any) -> tuple[int, str]:
+        """The chain's last (chain_seq, entry_hash), inside the writing transaction, which holds the
+        chain: SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction-scoped advisory lock."""
+        if self.fast:
+            found = connection.exec_driver_sql(self.head_sql).first()
+        else:
+            connection.execute(self.lock)
+            found = connection.execute(self.head_query).first()
+        return (int(found[0]), str(found[1])) if found else (0, GENESIS)
+
     def __call__(self, connection: Any, row: dict[str, Any]) -> None:
         if not self.fast:
             connection.execute(self.table.insert(), row)
             return
-        values = tuple(process(row[key]) if process else row[key] for key, process in self.processors)
+        values = tuple(process(row.get(key)) if process else row.get(key) for key, process in self.processors)
         connection.exec_driver_sql(self.sql, values)
 
 

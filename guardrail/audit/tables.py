@@ -5,7 +5,20 @@ Changed only through Alembic migrations (migrations/); this module is what they 
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -40,8 +53,27 @@ audit_events = Table(
     Column("inputs", JSON, nullable=False),
     Column("detail", JSON, nullable=False),  # decision detail, modifications, outputs, durations
     Column("error", Text),
+    # The hash chain (see audit/chain.py); erased_at marks erased personal data.
+    Column("chain_seq", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("core_hash", String(64), nullable=False),
+    Column("personal_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),
+    UniqueConstraint("chain_seq", name="uq_audit_events_chain_seq"),
 )
 Index("ix_audit_events_call_kind", audit_events.c.call_id, audit_events.c.kind)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", _Seq, primary_key=True, autoincrement=True),
+    Column("chain_seq", BigInteger, nullable=False, index=True),
+    Column("entry_hash", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),  # the canonical text that was signed
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
 
 quota_usage = Table(
     "quota_usage",

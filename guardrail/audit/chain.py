@@ -1,0 +1,70 @@
+"""The hash chain that makes the audit log tamper-evident.
+
+Every event stores two payload hashes — `core_hash` over what it says happened (ids, times,
+status, decision, rules, policy, model, error) and `personal_hash` over the personal data
+(user, roles, prompts, parameters, inputs, detail) — and an `entry_hash` chaining both to the
+previous entry under a gap-free `chain_seq`:
+
+    entry_hash = SHA-256("{chain_seq}|{prev_hash}|{core_hash}|{personal_hash}")
+
+Erasing personal data keeps `personal_hash`, so an erased event still verifies (as REDACTED) and
+its core is still checked. Signed checkpoints (audit/checkpoints.py) anchor the chain, so that
+recomputing it, or cutting off its end, is caught too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+GENESIS = "0" * 64
+CORE_FIELDS = (
+    "event_id", "call_id", "kind", "created_at", "schema_version", "status", "decision", "flagged", "rules",
+    "policy_name", "policy_version", "pipeline_class", "model_name", "privacy_mode", "hmac_key_id", "model", "error",
+)  # fmt: skip
+PERSONAL_FIELDS = ("user_id", "roles", "prompts", "negative_prompts", "params", "inputs", "detail")
+ERASED: dict[str, Any] = {
+    "user_id": None, "roles": [], "prompts": [], "negative_prompts": [], "params": {}, "inputs": [], "detail": {},
+}  # fmt: skip
+
+
+def canonical_time(value: Any) -> str:
+    """A time as the chain hashes it: UTC, microseconds, no zone suffix (SQLite returns it naive)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
+
+
+def _digest(row: dict[str, Any], fields: tuple[str, ...]) -> str:
+    values = {f: canonical_time(row[f]) if f == "created_at" else row[f] for f in fields}
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def core_hash(row: dict[str, Any]) -> str:
+    return _digest(row, CORE_FIELDS)
+
+
+def personal_hash(row: dict[str, Any]) -> str:
+    return _digest(row, PERSONAL_FIELDS)
+
+
+def entry_hash(chain_seq: int, prev_hash: str, core: str, personal: str) -> str:
+    return hashlib.sha256(f"{chain_seq}|{prev_hash}|{core}|{personal}".encode()).hexdigest()
+
+
+def link(row: dict[str, Any], chain_seq: int, prev_hash: str) -> dict[str, Any]:
+    """The row with its chain fields filled in, following the entry (chain_seq - 1, prev_hash)."""
+    core, personal = core_hash(row), personal_hash(row)
+    return {
+        **row,
+        "chain_seq": chain_seq,
+        "prev_hash": prev_hash,
+        "core_hash": core,
+        "personal_hash": personal,
+        "entry_hash": entry_hash(chain_seq, prev_hash, core, personal),
+    }

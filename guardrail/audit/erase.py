@@ -1,0 +1,71 @@
+"""Erasing personal data from the log without breaking it: the personal fields of the chosen events
+are cleared and marked erased, their hashes stay (so the chain still verifies, as REDACTED), and an
+erasure event is appended saying how many events of which calls were erased, and why."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from guardrail.audit.chain import ERASED
+from guardrail.audit.events import AuditEvent, new_id
+
+if TYPE_CHECKING:
+    from guardrail.audit.store import AuditStore
+
+
+def erase(
+    store: AuditStore,
+    *,
+    user: str | None = None,
+    call_id: str | None = None,
+    older_than_days: float | None = None,
+    reason: str = "",
+) -> int:
+    """Erase the personal data of a user's events, of one call, or of everything older than N days
+    (retention). Returns how many events were erased. Writes the database."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_events as ev
+
+    if sum(x is not None for x in (user, call_id, older_than_days)) != 1:
+        raise ValueError("give exactly one of user, call_id and older_than_days")
+    condition = ev.c.erased_at.is_(None) & ev.c.kind.in_(("request", "outcome"))
+    if user is not None:
+        condition &= ev.c.user_id == user
+    elif call_id is not None:
+        condition &= ev.c.call_id == call_id
+    else:
+        assert older_than_days is not None
+        condition &= ev.c.created_at < datetime.now(timezone.utc) - timedelta(days=older_than_days)
+    now = datetime.now(timezone.utc)
+    with store.engine.begin() as connection:
+        calls = sorted({row[0] for row in connection.execute(sa.select(ev.c.call_id).where(condition))})
+        erased = connection.execute(ev.update().where(condition).values(**ERASED, erased_at=now)).rowcount
+    if erased:
+        what = "user" if user is not None else "call" if call_id is not None else f"older than {older_than_days} days"
+        store.write(_erasure_event(what, calls, erased, reason))
+    return int(erased or 0)
+
+
+def _erasure_event(what: str, calls: list[str], count: int, reason: str) -> AuditEvent:
+    detail: dict[str, Any] = {"selected_by": what, "events": count, "calls": calls, "reason": reason}
+    return AuditEvent(
+        event_id=new_id(),
+        call_id=new_id(),
+        kind="erasure",
+        created_at=datetime.now(timezone.utc),
+        user_id=None,
+        roles=[],
+        status="applied",
+        policy_name="-",
+        policy_version="-",
+        privacy_mode="none",
+        hmac_key_id=None,
+        prompts=[],
+        negative_prompts=[],
+        params={},
+        model={},
+        inputs=[],
+        detail=detail,
+    )

@@ -1,0 +1,149 @@
+"""Proving the audit log was not altered: walk the chain, recompute every hash, check the checkpoints.
+
+Each event gets a status; consecutive events with the same status form a range:
+  VALID      hashes and links recompute
+  REDACTED   personal data was erased (its hash is kept; the event's core and links still verify)
+  MISMATCH   a hash does not recompute or an entry does not link to the one before (an edit,
+             a reordering, an insertion), or a checkpoint does not match the chain
+  GAP        sequence numbers are missing (deleted events)
+  TRUNCATED  a checkpoint vouches for events that are no longer there (the newest were deleted)
+VALID and REDACTED pass; anything else fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from guardrail.audit.chain import GENESIS, core_hash, entry_hash, personal_hash
+from guardrail.audit.checkpoints import Checkpoint, verify_checkpoint
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+PASSING = ("VALID", "REDACTED")
+
+
+@dataclass(frozen=True)
+class Range:
+    start: int
+    end: int
+    status: str
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "status": self.status, "reason": self.reason}
+
+
+@dataclass
+class VerificationReport:
+    events: int = 0
+    ranges: list[Range] = field(default_factory=list)
+    checkpoints: int = 0
+    checkpoint_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in PASSING for r in self.ranges) and not self.checkpoint_problems
+
+    def add(self, seq: int, status: str, reason: str = "") -> None:
+        last = self.ranges[-1] if self.ranges else None
+        if last is not None and last.status == status and last.reason == reason and last.end == seq - 1:
+            self.ranges[-1] = Range(last.start, seq, status, reason)
+        else:
+            self.ranges.append(Range(seq, seq, status, reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "ranges": [r.as_dict() for r in self.ranges],
+            "checkpoint_problems": self.checkpoint_problems,
+            "events_per_second": round(self.events / self.seconds) if self.seconds else None,
+        }
+
+
+def verify_rows(rows: Iterable[dict[str, Any]], report: VerificationReport) -> dict[int, str]:
+    """Check each event in chain order; returns chain_seq -> entry_hash as stored, for the checkpoints."""
+    stored: dict[int, str] = {}
+    expected_seq, previous = 1, GENESIS
+    for row in rows:
+        seq = int(row["chain_seq"])
+        report.events += 1
+        if seq > expected_seq:
+            report.ranges.append(Range(expected_seq, seq - 1, "GAP", f"{seq - expected_seq} events missing"))
+        problems = []
+        if row["prev_hash"] != previous:
+            problems.append("does not link to the entry before it")
+        if core_hash(row) != row["core_hash"]:
+            problems.append("core fields changed")
+        erased = row.get("erased_at") is not None
+        if not erased and personal_hash(row) != row["personal_hash"]:
+            problems.append("personal fields changed")
+        if entry_hash(seq, row["prev_hash"], row["core_hash"], row["personal_hash"]) != row["entry_hash"]:
+            problems.append("entry hash changed")
+        if problems:
+            report.add(seq, "MISMATCH", "; ".join(problems))
+        else:
+            report.add(seq, "REDACTED" if erased else "VALID")
+        stored[seq] = row["entry_hash"]
+        expected_seq, previous = seq + 1, row["entry_hash"]
+    return stored
+
+
+def check_checkpoints(
+    checkpoints: list[Checkpoint], public_pem: bytes | None, stored: dict[int, str], report: VerificationReport
+) -> None:
+    last_seq = max(stored, default=0)
+    furthest = last_seq
+    for checkpoint in checkpoints:
+        report.checkpoints += 1
+        if public_pem is not None and not verify_checkpoint(checkpoint, public_pem):
+            report.checkpoint_problems.append(f"checkpoint at {checkpoint.chain_seq}: signature does not verify")
+            continue
+        if checkpoint.chain_seq > last_seq:
+            furthest = max(furthest, checkpoint.chain_seq)
+        elif checkpoint.chain_seq in stored and stored[checkpoint.chain_seq] != checkpoint.entry_hash:
+            seq = checkpoint.chain_seq
+            report.checkpoint_problems.append(
+                f"checkpoint at {seq}: the chain's entry hash differs (history rewritten)"
+            )
+            report.ranges.append(Range(seq, seq, "MISMATCH", "differs from a signed checkpoint"))
+    if furthest > last_seq:
+        report.ranges.append(
+            Range(last_seq + 1, furthest, "TRUNCATED", "a checkpoint vouches for events that are gone")
+        )
+    if checkpoints and public_pem is None:
+        report.checkpoint_problems.append("checkpoints were not checked: no public key given")
+
+
+def verify_log(
+    engine: Engine,
+    *,
+    public_key: bytes | None = None,
+    checkpoints: list[Checkpoint] | None = None,
+) -> VerificationReport:
+    """Verify the whole chain, and the checkpoints stored in the database (or those given, e.g. an
+    exported file kept elsewhere). Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_checkpoints, audit_events
+
+    started = time.perf_counter()
+    report = VerificationReport()
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=5000).execute(
+            sa.select(audit_events).order_by(audit_events.c.chain_seq)
+        )
+        stored = verify_rows((dict(row) for row in result.mappings()), report)
+        if checkpoints is None:
+            rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings()
+            checkpoints = [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
+    check_checkpoints(checkpoints, public_key, stored, report)
+    report.ranges.sort(key=lambda r: (r.start, r.status))
+    report.seconds = time.perf_counter() - started
+    return report
