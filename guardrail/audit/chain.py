@@ -33,24 +33,55 @@ ERASED: dict[str, Any] = {
 def canonical_time(value: Any) -> str:
     """A time as the chain hashes it: UTC, microseconds, no zone suffix (SQLite returns it naive)."""
     if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":  # SQLite's stored text, already UTC
+            return f"{value[:10]}T{value[11:]}"
         value = datetime.fromisoformat(value)
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value.isoformat(timespec="microseconds")
 
 
-def _digest(row: dict[str, Any], fields: tuple[str, ...]) -> str:
-    values = {f: canonical_time(row[f]) if f == "created_at" else row[f] for f in fields}
-    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_encode_string = json.encoder.encode_basestring  # what the encoder above does for a str (ensure_ascii=False)
+_PLANS: dict[tuple[tuple[str, ...], frozenset[str]], list[tuple[str, str, int]]] = {}
+_VALUE, _TIME, _RAW = 0, 1, 2
 
 
-def core_hash(row: dict[str, Any]) -> str:
-    return _digest(row, CORE_FIELDS)
+def canonical_json(value: Any) -> str:
+    """The one JSON serialisation guardrail writes and hashes: sorted keys, no spaces, UTF-8."""
+    return _ENCODER.encode(value)
 
 
-def personal_hash(row: dict[str, Any]) -> str:
-    return _digest(row, PERSONAL_FIELDS)
+def _digest(row: dict[str, Any], fields: tuple[str, ...], raw: frozenset[str] = frozenset()) -> str:
+    """SHA-256 of the canonical JSON object {field: value}, built field by field (the same text
+    json.dumps(sort_keys=True) gives). Fields in `raw` hold JSON text already in canonical form,
+    as stored, and are used as they are (verification reads them so, without parsing)."""
+    plan = _PLANS.get((fields, raw))
+    if plan is None:
+        kinds = {"created_at": _TIME, **dict.fromkeys(raw, _RAW)}
+        plan = _PLANS[(fields, raw)] = [(n, _encode_string(n) + ":", kinds.get(n, _VALUE)) for n in sorted(fields)]
+    parts = []
+    for name, key, kind in plan:
+        value = row[name]
+        if value is None:
+            parts.append(key + "null")
+        elif kind == _RAW:
+            parts.append(key + value)
+        elif kind == _TIME:
+            parts.append(key + _encode_string(canonical_time(value)))
+        elif type(value) is str:
+            parts.append(key + _encode_string(value))
+        else:
+            parts.append(key + _ENCODER.encode(value))
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode("utf-8")).hexdigest()
+
+
+def core_hash(row: dict[str, Any], raw: frozenset[str] = frozenset()) -> str:
+    return _digest(row, CORE_FIELDS, raw)
+
+
+def personal_hash(row: dict[str, Any], raw: frozenset[str] = frozenset()) -> str:
+    return _digest(row, PERSONAL_FIELDS, raw)
 
 
 def entry_hash(chain_seq: int, prev_hash: str, core: str, personal: str) -> str:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from guardrail.audit.chain import GENESIS, link
+from guardrail.audit.chain import GENESIS, canonical_json, link
 from guardrail.audit.checkpoints import Checkpoint, CheckpointSigner
 from guardrail.audit.events import AuditEvent
 from guardrail.errors import AuditWriteError, DatabaseUnavailable
@@ -52,8 +52,9 @@ def create_engine(url: str) -> Engine:
     """An engine configured for durable, concurrent audit writes."""
     import sqlalchemy as sa
 
+    serializer = {"json_serializer": canonical_json}  # stored JSON is the text the hash chain covers
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **serializer)
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -72,7 +73,7 @@ def create_engine(url: str) -> Engine:
             driver.execute("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, **serializer)
 
 
 def connect(url: str) -> tuple[Engine, str | None]:
@@ -124,7 +125,6 @@ class AuditStore:
         from guardrail.audit.tables import audit_checkpoints, audit_events
 
         self.url = url
-        self._insert = _Insert(audit_events, url)
         self._checkpoints = audit_checkpoints
         self._signer = checkpoint_signer
         self._checkpoint_every = checkpoint_every
@@ -134,6 +134,7 @@ class AuditStore:
         self._checkpoint_lock = threading.Lock()
         self._operational_errors = (sa.exc.OperationalError, sa.exc.InterfaceError)
         self.engine, current = connect(url)
+        self._insert = _Insert(audit_events, self.engine)
         sync = "FULL" if durability == "full" else "NORMAL"
         self._request_engine = self.engine.execution_options(sqlite_synchronous=sync)
         self.crash_safe_engine = self.engine.execution_options(sqlite_synchronous="NORMAL")
@@ -218,15 +219,15 @@ class _Insert:
     through the columns' own bind processors, then straight to the driver: this halves the cost
     of the write that sits inside every guarded call. Elsewhere it is a plain Core insert."""
 
-    def __init__(self, table: Any, url: str) -> None:
+    def __init__(self, table: Any, engine: Engine) -> None:
         import sqlalchemy as sa
 
         self.table = table
-        self.fast = url.startswith("sqlite")
+        self.fast = engine.dialect.name == "sqlite"
         self.head_query = sa.select(table.c.chain_seq, table.c.entry_hash).order_by(table.c.chain_seq.desc()).limit(1)
         self.lock = sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_ID))
         if self.fast:
-            dialect = sa.create_engine("sqlite://").dialect
+            dialect = engine.dialect  # its JSON serializer is the canonical one
             self.head_sql = str(self.head_query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             columns = [c for c in table.columns if c.name != "seq"]
             compiled = table.insert().values({c.name: sa.bindparam(c.name) for c in columns}).compile(dialect=dialect)

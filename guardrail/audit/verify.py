@@ -12,6 +12,7 @@ VALID and REDACTED pass; anything else fails.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,13 +50,6 @@ class VerificationReport:
     def ok(self) -> bool:
         return all(r.status in PASSING for r in self.ranges) and not self.checkpoint_problems
 
-    def add(self, seq: int, status: str, reason: str = "") -> None:
-        last = self.ranges[-1] if self.ranges else None
-        if last is not None and last.status == status and last.reason == reason and last.end == seq - 1:
-            self.ranges[-1] = Range(last.start, seq, status, reason)
-        else:
-            self.ranges.append(Range(seq, seq, status, reason))
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -67,31 +61,50 @@ class VerificationReport:
         }
 
 
-def verify_rows(rows: Iterable[dict[str, Any]], report: VerificationReport) -> dict[int, str]:
-    """Check each event in chain order; returns chain_seq -> entry_hash as stored, for the checkpoints."""
+def _matches(digest: Any, row: dict[str, Any], raw: frozenset[str], expected: str) -> bool:
+    """Whether the hash over the stored JSON text as it is (fast) matches, or else the hash over the
+    parsed values re-serialised (rows written by other tools): a real change fails both."""
+    if digest(row, raw) == expected:
+        return True
+    if not raw:
+        return False
+    parsed = {k: (json.loads(v) if k in raw and v is not None else v) for k, v in row.items()}
+    return bool(digest(parsed) == expected)
+
+
+def verify_rows(
+    rows: Iterable[dict[str, Any]], report: VerificationReport, raw: frozenset[str] = frozenset()
+) -> dict[int, str]:
+    """Check each event in chain order; returns chain_seq -> entry_hash as stored, for the checkpoints.
+    Columns named in `raw` hold their JSON text rather than parsed values."""
     stored: dict[int, str] = {}
     expected_seq, previous = 1, GENESIS
+    run: tuple[str, str] | None = None  # (status, reason) of the range being extended
+    run_start = 0
     for row in rows:
         seq = int(row["chain_seq"])
         report.events += 1
-        if seq > expected_seq:
-            report.ranges.append(Range(expected_seq, seq - 1, "GAP", f"{seq - expected_seq} events missing"))
         problems = []
         if row["prev_hash"] != previous:
             problems.append("does not link to the entry before it")
-        if core_hash(row) != row["core_hash"]:
+        if not _matches(core_hash, row, raw, row["core_hash"]):
             problems.append("core fields changed")
-        erased = row.get("erased_at") is not None
-        if not erased and personal_hash(row) != row["personal_hash"]:
+        erased = row["erased_at"] is not None
+        if not erased and not _matches(personal_hash, row, raw, row["personal_hash"]):
             problems.append("personal fields changed")
         if entry_hash(seq, row["prev_hash"], row["core_hash"], row["personal_hash"]) != row["entry_hash"]:
             problems.append("entry hash changed")
-        if problems:
-            report.add(seq, "MISMATCH", "; ".join(problems))
-        else:
-            report.add(seq, "REDACTED" if erased else "VALID")
+        state = ("MISMATCH", "; ".join(problems)) if problems else ("REDACTED" if erased else "VALID", "")
+        if state != run or seq != expected_seq:
+            if run is not None:
+                report.ranges.append(Range(run_start, expected_seq - 1, *run))
+            if seq > expected_seq:
+                report.ranges.append(Range(expected_seq, seq - 1, "GAP", f"{seq - expected_seq} events missing"))
+            run, run_start = state, seq
         stored[seq] = row["entry_hash"]
         expected_seq, previous = seq + 1, row["entry_hash"]
+    if run is not None:
+        report.ranges.append(Range(run_start, expected_seq - 1, *run))
     return stored
 
 
@@ -136,10 +149,14 @@ def verify_log(
     started = time.perf_counter()
     report = VerificationReport()
     with engine.connect() as connection:
+        raw = frozenset(c.name for c in audit_events.c if isinstance(c.type, sa.JSON))
+        as_text = set(raw) | ({"created_at"} if engine.dialect.name == "sqlite" else set())  # no parsing
+        columns = [sa.cast(c, sa.Text).label(c.name) if c.name in as_text else c for c in audit_events.c]
         result = connection.execution_options(yield_per=5000).execute(
-            sa.select(audit_events).order_by(audit_events.c.chain_seq)
+            sa.select(*columns).order_by(audit_events.c.chain_seq)
         )
-        stored = verify_rows((dict(row) for row in result.mappings()), report)
+        keys = list(result.keys())
+        stored = verify_rows((dict(zip(keys, row, strict=True)) for row in result), report, raw)
         if checkpoints is None:
             rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings()
             checkpoints = [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
