@@ -75,6 +75,13 @@ def main() -> None:
     for call in guard.recent_calls():
         table.add_row(call.call_id[:12], call.user or "", call.status, ", ".join(call.rules), call.model or "")
     console.print(table)
+
+    # The log is a hash chain with signed checkpoints: prove nothing was altered.
+    guard.store.checkpoint()
+    public_key = project.config.parent / ".guardrail" / "audit-checkpoint.pub"
+    report = guardrail.verify_log(guard.store.engine, public_key=public_key.read_bytes())
+    ranges = ", ".join(f"{r.status} {r.start}-{r.end}" for r in report.ranges)
+    console.print(f"audit log: {'verified' if report.ok else 'FAILED'} ({ranges}; {report.checkpoints} checkpoints)")
     guard.close()
     console.print(
         f"done in {time.perf_counter() - started:.1f} s; try: guardrail audit show <call> --config {project.config}"

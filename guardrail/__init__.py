@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AuditError": "guardrail.errors",
     "AuditWriteError": "guardrail.errors",
+    "CallFilter": "guardrail.audit.query",
     "CallSummary": "guardrail.audit.query",
     "ConfigError": "guardrail.errors",
     "DatabaseUnavailable": "guardrail.errors",
@@ -43,13 +44,16 @@ _EXPORTS = {
     "SignedImage": "guardrail.provenance.signing",
     "SigningError": "guardrail.errors",
     "Verification": "guardrail.provenance.verify",
+    "VerificationReport": "guardrail.audit.verify",
     "create_dev_ca": "guardrail.provenance.devca",
     "init_project": "guardrail.project",
     "load_config": "guardrail.config",
     "load_policy": "guardrail.policy.load",
     "open_image": "guardrail.images",
     "parse_policy": "guardrail.policy.load",
+    "query_calls": "guardrail.audit.query",
     "verify_bytes": "guardrail.provenance.verify",
+    "verify_log": "guardrail.audit.verify",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -70,7 +74,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from guardrail.audit.privacy import HmacKey
-    from guardrail.audit.query import CallSummary
+    from guardrail.audit.query import CallFilter, CallSummary, query_calls
+    from guardrail.audit.verify import VerificationReport, verify_log
     from guardrail.config import GuardConfig, load_config
     from guardrail.errors import (
         AuditError,
