@@ -5,10 +5,10 @@ erasure event is appended saying how many events of which calls were erased, and
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from guardrail.audit.chain import ERASED
-from guardrail.audit.events import AuditEvent, new_id
+from guardrail.audit.events import AuditEvent, system_event
 
 if TYPE_CHECKING:
     from guardrail.audit.store import AuditStore
@@ -49,23 +49,4 @@ def erase(
 
 
 def _erasure_event(what: str, calls: list[str], count: int, reason: str) -> AuditEvent:
-    detail: dict[str, Any] = {"selected_by": what, "events": count, "calls": calls, "reason": reason}
-    return AuditEvent(
-        event_id=new_id(),
-        call_id=new_id(),
-        kind="erasure",
-        created_at=datetime.now(timezone.utc),
-        user_id=None,
-        roles=[],
-        status="applied",
-        policy_name="-",
-        policy_version="-",
-        privacy_mode="none",
-        hmac_key_id=None,
-        prompts=[],
-        negative_prompts=[],
-        params={},
-        model={},
-        inputs=[],
-        detail=detail,
-    )
+    return system_event("erasure", "applied", {"selected_by": what, "events": count, "calls": calls, "reason": reason})

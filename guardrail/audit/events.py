@@ -64,29 +64,39 @@ class CallContext:
     privacy: PromptPrivacy
 
 
-def request_event(ctx: CallContext) -> AuditEvent:
-    """The event written before anything is decided: evidence that the call was made."""
+def _call_event(ctx: CallContext, kind: str, status: str, **fields: Any) -> AuditEvent:
+    """An event of one call, with what every event of the call shares; `fields` override."""
     req = ctx.request
+    shared: dict[str, Any] = {
+        "user_id": req.user,
+        "roles": list(req.roles),
+        "policy_name": ctx.policy_name,
+        "policy_version": ctx.policy_version,
+        "privacy_mode": ctx.privacy.mode,
+        "hmac_key_id": ctx.privacy.key_id,
+        "prompts": ctx.privacy.protect(req.prompts),
+        "negative_prompts": ctx.privacy.protect(req.negative_prompts),
+        "params": _jsonable(req.parameters()),
+        "model": req.model.as_dict(),
+        "inputs": [i.as_dict() for i in req.input_images],
+        "pipeline_class": req.model.pipeline_class,
+        "model_name": req.model.name_or_path,
+    }
     return AuditEvent(
         event_id=new_id(),
         call_id=ctx.call_id,
-        kind="request",
+        kind=kind,
         created_at=datetime.now(timezone.utc),
-        user_id=req.user,
-        roles=list(req.roles),
-        status="pending",
-        policy_name=ctx.policy_name,
-        policy_version=ctx.policy_version,
-        privacy_mode=ctx.privacy.mode,
-        hmac_key_id=ctx.privacy.key_id,
-        prompts=ctx.privacy.protect(req.prompts),
-        negative_prompts=ctx.privacy.protect(req.negative_prompts),
-        params=_jsonable(req.parameters()),
-        model=req.model.as_dict(),
-        inputs=[i.as_dict() for i in req.input_images],
-        pipeline_class=req.model.pipeline_class,
-        model_name=req.model.name_or_path,
-        detail={"has_prompt_embeds": req.has_prompt_embeds, "tenant": req.tenant},
+        status=status,
+        **{**shared, **fields},
+    )
+
+
+def request_event(ctx: CallContext) -> AuditEvent:
+    """The event written before anything is decided: evidence that the call was made."""
+    req = ctx.request
+    return _call_event(
+        ctx, "request", "pending", detail={"has_prompt_embeds": req.has_prompt_embeds, "tenant": req.tenant}
     )
 
 
@@ -122,25 +132,12 @@ def outcome_event(
             if mod["field"] == "negative_prompts":
                 mod["before"] = ctx.privacy.protect(mod["before"])
                 mod["after"] = ctx.privacy.protect(mod["after"])
-    return AuditEvent(
-        event_id=new_id(),
-        call_id=ctx.call_id,
-        kind="outcome",
-        created_at=datetime.now(timezone.utc),
-        user_id=req.user,
-        roles=list(req.roles),
-        status=status,
-        policy_name=ctx.policy_name,
-        policy_version=ctx.policy_version,
-        privacy_mode=ctx.privacy.mode,
-        hmac_key_id=ctx.privacy.key_id,
-        prompts=ctx.privacy.protect(req.prompts),
+    return _call_event(
+        ctx,
+        "outcome",
+        status,
         negative_prompts=ctx.privacy.protect(list(negatives)),
         params=_jsonable({**req.parameters(), **{k: v for k, v in modified.items() if k != "negative_prompts"}}),
-        model=req.model.as_dict(),
-        inputs=[i.as_dict() for i in req.input_images],
-        pipeline_class=req.model.pipeline_class,
-        model_name=req.model.name_or_path,
         decision=decision.effect if decision else None,
         flagged=bool(decision and decision.flagged),
         rules=list(decision.rule_ids) if decision else [],
@@ -149,19 +146,20 @@ def outcome_event(
     )
 
 
-def policy_event(policy_name: str, policy_version: str, *, applied: bool, error: BaseException | None) -> AuditEvent:
-    """A policy reload: applied (the version now in force) or refused (and why; the version kept)."""
-    problems = [str(p) for p in getattr(error, "problems", [])] or ([str(error)] if error else [])
+def system_event(
+    kind: str, status: str, detail: dict[str, Any], *, policy: tuple[str, str] = ("-", "-"), error: str | None = None
+) -> AuditEvent:
+    """An event that is no call's (a policy reload, an erasure): no user, no prompts."""
     return AuditEvent(
         event_id=new_id(),
         call_id=new_id(),
-        kind="policy",
+        kind=kind,
         created_at=datetime.now(timezone.utc),
         user_id=None,
         roles=[],
-        status="applied" if applied else "refused",
-        policy_name=policy_name,
-        policy_version=policy_version,
+        status=status,
+        policy_name=policy[0],
+        policy_version=policy[1],
         privacy_mode="none",
         hmac_key_id=None,
         prompts=[],
@@ -169,7 +167,19 @@ def policy_event(policy_name: str, policy_version: str, *, applied: bool, error:
         params={},
         model={},
         inputs=[],
-        detail={"problems": problems},
+        detail=detail,
+        error=error,
+    )
+
+
+def policy_event(policy_name: str, policy_version: str, *, applied: bool, error: BaseException | None) -> AuditEvent:
+    """A policy reload: applied (the version now in force) or refused (and why; the version kept)."""
+    problems = [str(p) for p in getattr(error, "problems", [])] or ([str(error)] if error else [])
+    return system_event(
+        "policy",
+        "applied" if applied else "refused",
+        {"problems": problems},
+        policy=(policy_name, policy_version),
         error=f"{type(error).__name__}: {error}" if error else None,
     )
 
