@@ -36,7 +36,7 @@ audit_events = Table(
     Column("schema_version", Integer, nullable=False),
     Column("user_id", String(256), index=True),
     Column("roles", JSON, nullable=False),
-    Column("status", String(16), nullable=False, index=True),  # pending | allowed | modified | denied | error
+    Column("status", String(16), nullable=False),  # pending | allowed | modified | denied | error
     Column("decision", String(8)),  # allow | modify | deny, on outcome events
     Column("flagged", Boolean, nullable=False, default=False),
     Column("rules", JSON, nullable=False),
@@ -63,6 +63,7 @@ audit_events = Table(
     UniqueConstraint("chain_seq", name="uq_audit_events_chain_seq"),
 )
 Index("ix_audit_events_call_kind", audit_events.c.call_id, audit_events.c.kind)
+Index("ix_audit_events_status_time", audit_events.c.status, audit_events.c.created_at)
 
 audit_checkpoints = Table(
     "audit_checkpoints",
