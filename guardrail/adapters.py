@@ -10,6 +10,7 @@ identity (class, weights, dtype, quantization, LoRA adapters) and its output typ
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -338,5 +339,6 @@ def _quantization(pipe: Any) -> dict[str, Any] | None:
         if config is None:
             config = getattr(getattr(component, "hf_quantizer", None), "quantization_config", None)
         if config is not None:
-            found[name] = config.to_dict() if hasattr(config, "to_dict") else str(config)
+            settings = config.to_dict() if hasattr(config, "to_dict") else {"config": str(config)}
+            found[name] = json.loads(json.dumps(settings, default=lambda o: getattr(o, "value", str(o))))  # enums
     return found or None

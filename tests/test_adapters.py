@@ -119,3 +119,20 @@ def test_lora_loaded_through_the_wrapper_is_named_and_hashed(guard, lora_dir: Pa
     assert identity.adapters == ("watercolor",)
     [weights] = lora_dir.glob("*.safetensors")
     assert identity.adapter_sha256 == {"watercolor": file_sha256(weights)}
+
+
+def test_quantization_config_is_part_of_the_model_identity(tmp_path) -> None:
+    from diffusers import QuantoConfig, StableDiffusionPipeline, UNet2DConditionModel
+
+    from guardrail.testing import tiny_pipeline
+
+    tiny_pipeline("txt2img").save_pretrained(tmp_path)
+    unet = UNet2DConditionModel.from_pretrained(
+        tmp_path, subfolder="unet", quantization_config=QuantoConfig(weights_dtype="int8")
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path, unet=unet)
+    identity = adapter_for(pipe).model_identity()
+    assert identity.quantization == {
+        "unet": {"quant_method": "quanto", "weights_dtype": "int8", "modules_to_not_convert": None}
+    }
+    assert identity.name_or_path == str(tmp_path)
