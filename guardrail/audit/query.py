@@ -106,7 +106,6 @@ def _calls_query(engine: Engine, where: CallFilter) -> Any:
             request.outerjoin(outcome, sa.and_(outcome.c.call_id == request.c.call_id, outcome.c.kind == "outcome"))
         )
         .where(request.c.kind == "request")
-        .order_by(request.c.created_at.desc(), request.c.chain_seq.desc())
     )
     conditions = []
     if where.since is not None:
@@ -117,10 +116,14 @@ def _calls_query(engine: Engine, where: CallFilter) -> Any:
         conditions.append(request.c.user_id == where.user)
     if where.role is not None:
         conditions.append(_json_contains(engine, request.c.roles, where.role))
+    newest_first = [request.c.created_at.desc(), request.c.chain_seq.desc()]
     if where.status == "pending":
         conditions.append(outcome.c.call_id.is_(None))
     elif where.status is not None:
-        conditions.append(outcome.c.status == where.status)  # indexed, unlike the coalesce
+        # Filter and order on the outcome's (status, created_at) index: no sort of every such call.
+        conditions.append(outcome.c.status == where.status)
+        newest_first = [outcome.c.created_at.desc(), outcome.c.chain_seq.desc()]
+    query = query.order_by(*newest_first)
     if where.decision is not None:
         conditions.append(outcome.c.decision == where.decision)
     if where.rule is not None:
