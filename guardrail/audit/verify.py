@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -152,11 +152,13 @@ def verify_log(
         raw = frozenset(c.name for c in audit_events.c if isinstance(c.type, sa.JSON))
         as_text = set(raw) | ({"created_at"} if engine.dialect.name == "sqlite" else set())  # no parsing
         columns = [sa.cast(c, sa.Text).label(c.name) if c.name in as_text else c for c in audit_events.c]
-        result = connection.execution_options(yield_per=5000).execute(
-            sa.select(*columns).order_by(audit_events.c.chain_seq)
-        )
-        keys = list(result.keys())
-        stored = verify_rows((dict(zip(keys, row, strict=True)) for row in result), report, raw)
+        query = sa.select(*columns).order_by(audit_events.c.chain_seq)
+        if engine.dialect.name == "sqlite":
+            stored = verify_rows(_sqlite_rows(connection, query), report, raw)
+        else:
+            result = connection.execution_options(yield_per=5000).execute(query)
+            keys = list(result.keys())
+            stored = verify_rows((dict(zip(keys, row, strict=True)) for row in result), report, raw)
         if checkpoints is None:
             rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings()
             checkpoints = [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
@@ -164,3 +166,19 @@ def verify_log(
     report.ranges.sort(key=lambda r: (r.start, r.status))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _sqlite_rows(connection: Any, query: Any) -> Iterator[dict[str, Any]]:
+    """Rows of the SQLAlchemy-compiled query straight from the driver: every value is already text
+    or a number except `flagged`, which SQLite stores as 0/1 and the chain hashed as a bool."""
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(query.compile(dialect=connection.dialect)))
+        keys = [d[0] for d in cursor.description]
+        while batch := cursor.fetchmany(5000):
+            for values in batch:
+                row = dict(zip(keys, values, strict=True))
+                row["flagged"] = bool(row["flagged"])
+                yield row
+    finally:
+        cursor.close()
