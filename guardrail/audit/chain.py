@@ -71,6 +71,10 @@ def _digest(row: dict[str, Any], fields: tuple[str, ...], raw: frozenset[str] = 
             parts.append(key + _encode_string(canonical_time(value)))
         elif type(value) is str:
             parts.append(key + _encode_string(value))
+        elif value is True or value is False:
+            parts.append(key + ("true" if value else "false"))
+        elif type(value) is int:
+            parts.append(key + str(value))
         else:
             parts.append(key + _ENCODER.encode(value))
     return hashlib.sha256(("{" + ",".join(parts) + "}").encode("utf-8")).hexdigest()

@@ -210,3 +210,18 @@ def test_an_erased_payload_still_verifies(database, keys) -> None:
     )
     assert not verify_log(guard.store.engine, public_key=public).ok
     guard.store.engine.dispose()
+
+
+@pytest.mark.parametrize("attack", ["none", "edit", "delete"])
+def test_parallel_verification_agrees_with_one_process(sqlite_url, keys, attack) -> None:
+    signer, public = keys
+    guard = fill(sqlite_url, signer, calls=20)
+    engine = guard.store.engine
+    if attack == "edit":
+        execute(engine, audit_events.update().where(audit_events.c.chain_seq == 21).values(prompts=["changed"]))
+    elif attack == "delete":
+        execute(engine, audit_events.delete().where(audit_events.c.chain_seq.in_([20, 21])))
+    one = verify_log(engine, public_key=public, workers=1)
+    three = verify_log(engine, public_key=public, workers=3)  # stretches 1-14, 15-28, 29-40
+    assert one.as_dict() | {"events_per_second": None} == three.as_dict() | {"events_per_second": None}
+    assert one.ok is (attack == "none")
