@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/wrapper_overhead.py
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -78,12 +79,15 @@ def main() -> None:
             pipe(prompt, **kwargs)
             guarded_pipe(prompt, **kwargs)
         n = 40
-        bare_pipe = percentiles(timed(lambda i: pipe(prompt, **kwargs), n))
-        wrapped_pipe = percentiles(timed(lambda i: guarded_pipe(prompt, **kwargs), n))
-        ratio = wrapped_pipe["mean_us"] / bare_pipe["mean_us"]
-        print(f"tiny SD pipeline (64 px, 2 steps, CPU), {n} calls")
-        print(f"  bare    mean {bare_pipe['mean_us'] / 1000:8.2f} ms")
-        print(f"  guarded mean {wrapped_pipe['mean_us'] / 1000:8.2f} ms  ratio {ratio:.3f}")
+        bare_samples, guarded_samples = [], []
+        for _ in range(n):  # alternate, so drifts in CPU speed fall on both alike
+            bare_samples += timed(lambda i: pipe(prompt, **kwargs), 1)
+            guarded_samples += timed(lambda i: guarded_pipe(prompt, **kwargs), 1)
+        bare_ms = statistics.median(bare_samples) / 1e6
+        guarded_ms = statistics.median(guarded_samples) / 1e6
+        print(f"tiny SD pipeline (64 px, 2 steps, CPU), {n} calls each, alternating, medians")
+        print(f"  bare    {bare_ms:8.2f} ms")
+        print(f"  guarded {guarded_ms:8.2f} ms  ratio {guarded_ms / bare_ms:.3f}")
         guard.close()
 
 

@@ -8,7 +8,8 @@ power loss, and so does everything written before it). A request event, written 
 generation, is committed with synchronous=NORMAL: it survives the process dying at once, and the
 fsync of the call's outcome makes it durable against power loss before any image is returned.
 `durability="full"` fsyncs every event instead (one more fsync per call). PostgreSQL commits
-are durable as the server is configured (synchronous_commit=on by default).
+are durable as the server is configured (synchronous_commit=on by default), and request events
+and quota charges are committed like SQLite's NORMAL (synchronous_commit=off for that transaction).
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ def connect(url: str) -> tuple[Engine, str | None]:
         raise DatabaseUnavailable(f"the driver for {safe_url(url)} is not installed: {exc.name}") from None
 
 
+def relax_commit(connection: Any) -> None:
+    """Commit this PostgreSQL transaction without waiting for the WAL flush: it survives the
+    process dying, and the next synchronous commit (the call's outcome event) makes it durable.
+    SQLite's equivalent is synchronous=NORMAL, chosen per transaction in the begin hook."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def safe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
     from sqlalchemy.engine import make_url
@@ -169,6 +178,8 @@ class AuditStore:
                     self._insert.append_sqlite(self.engine, row, "NORMAL" if crash_safe else "FULL")
                 else:
                     with engine.begin() as connection:
+                        if crash_safe:
+                            relax_commit(connection)
                         seq, prev = self._insert.head(connection)
                         self._insert(connection, link(row, seq + 1, prev))
                 self._after_write()

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from guardrail.audit.store import relax_commit
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.schema import Quota
 from guardrail.request import GenerationRequest
@@ -64,6 +65,7 @@ class QuotaLedger:
         remaining: dict[str, int] = {}
         try:
             with self.engine.begin() as connection:  # one transaction: all quotas charged, or none
+                relax_commit(connection)  # the call's outcome event makes it durable
                 for quota, subject in applicable:
                     window = int(moment // quota.window_seconds * quota.window_seconds)
                     used = None
