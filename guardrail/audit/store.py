@@ -142,6 +142,7 @@ class AuditStore:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._checkpoint_lock = threading.Lock()
+        self._closed = threading.Event()
         self._operational_errors = (sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.OperationalError)
         self.engine, current = connect(url)
         self._insert = _Insert(audit_events, self.engine)
@@ -162,6 +163,17 @@ class AuditStore:
                     f"the audit database {safe_url(url)} is at schema revision {current or 'none'}, "
                     f"expected {head}: run `guardrail db upgrade`"
                 )
+        if checkpoint_signer is not None:
+            threading.Thread(target=self._checkpoint_timer, name="guardrail-checkpoints", daemon=True).start()
+
+    def _checkpoint_timer(self) -> None:
+        """Checkpoint events left unsigned for checkpoint_interval_s, even when no event follows them."""
+        while not self._closed.wait(self._checkpoint_interval_s):
+            if self._since_checkpoint and time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s:
+                try:
+                    self.checkpoint()
+                except Exception as exc:  # the next write or close() tries again; say so
+                    log.error("timed audit checkpoint not written: %s", _reason(exc))
 
     def write(self, event: AuditEvent) -> None:
         """Insert one event (see the module doc for durability). Retries transient failures,
@@ -223,6 +235,7 @@ class AuditStore:
 
     def close(self) -> None:
         """Write a final checkpoint (when events were written since the last) and release connections."""
+        self._closed.set()
         if self._signer is not None and self._since_checkpoint:
             try:
                 self.checkpoint()

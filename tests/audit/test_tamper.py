@@ -28,7 +28,7 @@ def keys(tmp_path: Path) -> tuple[CheckpointSigner, bytes]:
 def _close_guards():
     yield
     for guard in _OPEN:
-        guard.store.engine.dispose()
+        guard.close()  # stops the checkpoint timer; a checkpoint of a tampered log is harmless now
     _OPEN.clear()
 
 
@@ -225,3 +225,22 @@ def test_parallel_verification_agrees_with_one_process(sqlite_url, keys, attack)
     three = verify_log(engine, public_key=public, workers=3)  # stretches 1-14, 15-28, 29-40
     assert one.as_dict() | {"events_per_second": None} == three.as_dict() | {"events_per_second": None}
     assert one.ok is (attack == "none")
+
+
+def test_checkpoints_are_timed_even_without_further_writes(sqlite_url, keys) -> None:
+    import time
+
+    signer, public = keys
+    with guardrail.Guard(
+        policy=guardrail.parse_policy(POLICY), database=sqlite_url, checkpoint_signer=signer, checkpoint_interval_s=0.2
+    ) as guard:
+        guard.wrap(lambda prompt: [])("a cat")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with guard.store.engine.connect() as connection:
+                signed = connection.execute(sa.select(audit_checkpoints.c.chain_seq)).scalars().all()
+            if signed:
+                break
+            time.sleep(0.05)
+        assert signed == [2]  # the call's request and outcome, signed by the timer alone
+        assert verify_log(guard.store.engine, public_key=public).checkpoints == 1
