@@ -59,8 +59,10 @@ class CallAdapter:
         user: str | None,
         roles: tuple[str, ...],
         tenant: str | None = None,
+        hash_weights: bool = False,
     ) -> GenerationRequest:
-        """The request a call makes. Arguments that do not bind are read as given, and the error recorded."""
+        """The request a call makes. Arguments that do not bind are read as given, and the error recorded.
+        `hash_weights`: the policy lists weight SHA-256s, so local weight files are hashed (once each)."""
         arguments, malformed = self._bind(args, kwargs)
         prompts = _texts(arguments, PROMPT_ARGS)
         negatives = _texts(arguments, NEGATIVE_ARGS[:1])
@@ -87,7 +89,7 @@ class CallAdapter:
             images_per_prompt=_int(arguments.get("num_images_per_prompt")) or 1,
             seeds=_seeds(arguments.get("generator"), arguments.get("seed")),
             input_images=tuple(image for _role, image, _raw in inputs),
-            model=self.model_identity(),
+            model=self.model_identity(hash_weights=hash_weights),
             user=user,
             roles=roles,
             tenant=tenant,
@@ -129,7 +131,7 @@ class CallAdapter:
         starts = [image for role, image, _ in inputs if role == "image"]
         return (starts[0].width, starts[0].height) if starts else (None, None)
 
-    def model_identity(self) -> ModelIdentity:
+    def model_identity(self, *, hash_weights: bool = False) -> ModelIdentity:
         name = self.model_name or getattr(self.target, "__qualname__", None) or type(self.target).__name__
         module = getattr(self.target, "__module__", None) or type(self.target).__module__
         return ModelIdentity(pipeline_class=f"{module}.{name}", name_or_path=self.model_name)
@@ -177,10 +179,9 @@ class CallAdapter:
 class DiffusersAdapter(CallAdapter):
     """Reads calls to a diffusers pipeline and returns the pipeline's own output type."""
 
-    def __init__(self, pipeline: Any, *, model: str | None = None, hash_weights: bool = False) -> None:
+    def __init__(self, pipeline: Any, *, model: str | None = None) -> None:
         super().__init__(pipeline, model=model)
         self.pipeline: Any = pipeline
-        self.hash_weights = hash_weights
         self._lock = threading.Lock()
         self._weight_hashes: dict[str, dict[str, str]] = {}
         self.adapter_hashes: dict[str, str] = {}
@@ -208,7 +209,7 @@ class DiffusersAdapter(CallAdapter):
                 return sample * scale, sample * scale
         return super().default_size(arguments, inputs)
 
-    def model_identity(self) -> ModelIdentity:
+    def model_identity(self, *, hash_weights: bool = False) -> ModelIdentity:
         pipe = self.target
         found = self.model_name or getattr(pipe, "name_or_path", None) or _config_get(pipe, "_name_or_path")
         name = str(found) if found else None
@@ -218,7 +219,7 @@ class DiffusersAdapter(CallAdapter):
             dtype=str(getattr(pipe, "dtype", "")).removeprefix("torch.") or None,
             quantization=_quantization(pipe),
             adapters=tuple(sorted(_adapter_names(pipe))),
-            weight_sha256=self._weights(name) if self.hash_weights and name else {},
+            weight_sha256=self._weights(name) if hash_weights and name else {},
             adapter_sha256=dict(self.adapter_hashes),
         )
 
@@ -272,10 +273,10 @@ class GuardedTuple(tuple):  # type: ignore[type-arg]
         return instance
 
 
-def adapter_for(target: Any, *, model: str | None = None, hash_weights: bool = False) -> CallAdapter:
+def adapter_for(target: Any, *, model: str | None = None) -> CallAdapter:
     """The adapter for a diffusers pipeline (anything with components and a config) or a plain callable."""
     if hasattr(target, "components") and hasattr(target, "config"):
-        return DiffusersAdapter(target, model=model, hash_weights=hash_weights)
+        return DiffusersAdapter(target, model=model)
     if not callable(target):
         raise TypeError(f"guardrail can wrap a diffusers pipeline or a callable, not {type(target).__name__}")
     return CallAdapter(target, model=model)

@@ -180,7 +180,7 @@ class Guard:
 
     def wrap(self, target: Any, *, model: str | None = None) -> GuardedPipeline:
         """Guard a diffusers pipeline or any callable returning images. `model` names it in the audit log."""
-        return GuardedPipeline(self, adapter_for(target, model=model, hash_weights=self.engine.needs_weight_hashes))
+        return GuardedPipeline(self, adapter_for(target, model=model))
 
     def guarded(self, fn: Callable[..., Any] | None = None, *, model: str | None = None) -> Any:
         """Decorator form of wrap(): `@guard.guarded` or `@guard.guarded(model="my-gan")`."""
@@ -220,7 +220,9 @@ class Guard:
         clock = _Clock(timings)
         engine = self.engine  # one policy for the whole call, even if a reload lands meanwhile
         with clock("read"):
-            request = adapter.read(args, kwargs, user=user, roles=tuple(roles), tenant=tenant)
+            request = adapter.read(
+                args, kwargs, user=user, roles=tuple(roles), tenant=tenant, hash_weights=engine.needs_weight_hashes
+            )
         privacy = PromptPrivacy(engine.policy.privacy.prompts, self._key)
         ctx = CallContext(new_id(), request, engine.policy.name, engine.version, privacy)
         with clock("audit_request"):

@@ -274,3 +274,31 @@ def test_model_weights_hashed_for_hash_lists(sqlite_url, tmp_path) -> None:
         model = events(guard, out.governance.audit_id)[0]["model"]
         assert model["weight_sha256"]["unet/diffusion_pytorch_model.safetensors"] == file_sha256(unet)
         assert model["name_or_path"] == str(tmp_path / "model")
+
+
+def test_weight_hash_lists_added_by_a_reload_apply_to_pipelines_wrapped_before(tmp_path, sqlite_url) -> None:
+    import os
+    import time
+
+    from diffusers import StableDiffusionPipeline
+
+    from guardrail.images import file_sha256
+    from guardrail.testing import tiny_pipeline
+
+    tiny_pipeline("txt2img").save_pretrained(tmp_path / "model")
+    unet = file_sha256(tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: p\nprivacy: {prompts: redacted}\n")
+    with guardrail.Guard(policy=policy, database=sqlite_url, reload=True, reload_interval_s=0) as guard:
+        pipe = guard.wrap(StableDiffusionPipeline.from_pretrained(tmp_path / "model"))
+        pipe.set_progress_bar_config(disable=True)
+        assert (
+            events(guard, pipe("a fox", num_inference_steps=1).governance.audit_id)[0]["model"]["weight_sha256"] == {}
+        )
+        policy.write_text(
+            f"name: p\nprivacy: {{prompts: redacted}}\nrules: [{{id: known, effect: deny, models: {{deny_sha256: [{unet}]}}}}]\n"
+        )
+        os.utime(policy, (time.time() + 5, time.time() + 5))
+        with pytest.raises(guardrail.PolicyViolation) as info:
+            pipe("a fox", num_inference_steps=1)
+        assert info.value.decision.rule_ids == ("known",)

@@ -38,6 +38,13 @@ class PolicyEngine:
             terms += [(term, index) for term in [*rule.prompt.terms, *listed]]
             regexes += [(pattern, index) for pattern in rule.prompt.regex]
         self._matcher = TextMatcher(terms, regexes)
+        self.needs_weight_hashes = any(
+            names.allow_sha256 or names.deny_sha256
+            for rule in policy.rules
+            for names in (rule.models, rule.adapters)
+            if names is not None
+        )
+        """Whether any rule lists model or adapter SHA-256s (then local weight files are hashed)."""
         self._conditions = [i for i, rule in enumerate(policy.rules) if rule.prompt is None]
         self._scoped = [i for i, rule in enumerate(policy.rules) if rule.when != _EVERYONE]
         self._text_fields = {f for rule in policy.rules if rule.prompt for f in rule.prompt.fields}
@@ -46,16 +53,6 @@ class PolicyEngine:
             for i, rule in enumerate(policy.rules)
             if rule.require_negative
         }
-
-    @property
-    def needs_weight_hashes(self) -> bool:
-        """Whether any rule lists model or adapter SHA-256s (then weight files must be hashed)."""
-        return any(
-            names.allow_sha256 or names.deny_sha256
-            for rule in self.policy.rules
-            for names in (rule.models, rule.adapters)
-            if names is not None
-        )
 
     def evaluate(self, request: GenerationRequest) -> Decision:
         """Judge a request. Never raises: a request that cannot be judged is denied, with the error."""
