@@ -43,6 +43,11 @@ class AuditConfig(_Strict):
     """`guardrail audit purge` erases personal data older than this (hashes stay)."""
 
 
+class ScreeningConfig(_Strict):
+    reference_sets: dict[str, str] = {}
+    """Name -> folder of a reference set built with `guardrail refs add`."""
+
+
 class GuardConfig(_Strict):
     policy: str = "policies/default.yaml"
     environment: str | None = None
@@ -61,6 +66,7 @@ class GuardConfig(_Strict):
     """SQLite: outcome fsyncs each call's outcome event (and so all before it); full fsyncs every event."""
     privacy: PrivacyConfig = PrivacyConfig()
     audit: AuditConfig = AuditConfig()
+    screening: ScreeningConfig = ScreeningConfig()
     provenance: ProvenanceConfig | None = None
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""

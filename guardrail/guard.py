@@ -33,6 +33,8 @@ from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
 from guardrail.provenance.signing import ImageSigner, SignedImage, sign_call
 from guardrail.request import GenerationRequest, Governance, GuardedResult
+from guardrail.screening.refsets import ReferenceSet
+from guardrail.screening.screen import Match, apply_matches, screen, summary
 
 OnDeny = Literal["raise", "return"]
 log = logging.getLogger("guardrail")
@@ -62,12 +64,17 @@ class Guard:
         checkpoint_signer: CheckpointSigner | None = None,
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 60.0,
+        reference_sets: dict[str, ReferenceSet | str | Path] | None = None,
         base_dir: str | Path | None = None,
     ) -> None:
         self.on_deny = on_deny
         self.signer = signer
         key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
         self._key = key or HmacKey.from_env()
+        self.reference_sets = {
+            name: refset if isinstance(refset, ReferenceSet) else ReferenceSet.open(refset)
+            for name, refset in (reference_sets or {}).items()
+        }
         self._source: PolicySource | None = None
         if isinstance(policy, Policy):
             self._engine = PolicyEngine(policy)
@@ -103,6 +110,13 @@ class Guard:
         """Refuse a policy this Guard cannot honour (at start, and for every reload)."""
         policy = engine.policy
         PromptPrivacy(policy.privacy.prompts, self._key)  # raises when HMACs are asked for without a key
+        unknown = sorted(set(policy.screening.sets) - set(self.reference_sets))
+        if unknown:
+            configured = ", ".join(self.reference_sets) or "none"
+            raise ConfigError(
+                f"policy {policy.name!r} screens against unknown reference set {unknown[0]!r} "
+                f"(configured: {configured}); add it under screening.reference_sets in guardrail.yaml"
+            )
         if policy.provenance.required and self.signer is None:
             raise ConfigError(
                 f"policy {policy.name!r} requires signed images (provenance.required) but no signer is "
@@ -156,6 +170,7 @@ class Guard:
             checkpoint_signer=checkpoints,
             checkpoint_every=audit.checkpoint_every,
             checkpoint_interval_s=audit.checkpoint_interval_s,
+            reference_sets={name: config.path(folder) for name, folder in config.screening.reference_sets.items()},
             policy=config.path(config.policy),
             environment=config.environment,
             reload=config.reload,
@@ -229,10 +244,18 @@ class Guard:
             self.store.write(request_event(ctx))
         with clock("policy"):
             decision = engine.evaluate(request)
+        screening = engine.policy.screening
+        inputs = [i.image for i in request.input_images if i.image is not None]
+        notes: dict[str, Any] = {}
+        if decision.allowed and screening.sets and screening.inputs and inputs:
+            with clock("screen_inputs"):
+                found = screen(inputs, screening.sets, self.reference_sets)
+            decision = apply_matches(decision, found, "input")
+            notes["screening"] = {"inputs": summary(found)}
         if decision.allowed and engine.policy.quotas:
             with clock("quota"):
                 decision = charge_quotas(self.quotas, engine.policy.quotas, request, decision)
-        notes = shadow_notes(self.shadow, request, decision)
+        notes.update(shadow_notes(self.shadow, request, decision))
         if not decision.allowed:
             self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, notes=notes))
             governance = self._governance(ctx, decision)
@@ -252,11 +275,24 @@ class Guard:
         with clock("hash_outputs"):
             digests = tuple(image_sha256(image) for image in images)
         outputs = [{"sha256": digest} for digest in digests]
+        matches: list[list[Match]] = [[] for _ in images]
+        if screening.sets:
+            with clock("screen_outputs"):
+                matches = screen(images, screening.sets, self.reference_sets)
+            decision = apply_matches(decision, matches, "output")
+            notes["screening"] = {**notes.get("screening", {}), "outputs": summary(matches)}
+            if not decision.allowed:  # a blocked output: every image of the call is withheld
+                self.store.write(
+                    outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes)
+                )
+                if self.on_deny == "raise":
+                    raise PolicyViolation(decision, ctx.call_id)
+                return GuardedResult(images=[], governance=self._governance(ctx, decision))
         signed: tuple[SignedImage, ...] = ()
         if self.signer is not None:
             try:
                 with clock("sign"):
-                    signed = tuple(sign_call(self.signer, images, ctx, decision))
+                    signed = tuple(sign_call(self.signer, images, ctx, decision, notes.get("screening")))
             except SigningError as exc:
                 if engine.policy.provenance.required:  # fail closed: the images are withheld
                     self.store.write(
@@ -269,12 +305,18 @@ class Guard:
             for record, item in zip(outputs, signed, strict=False):
                 record.update(signed_sha256=item.sha256, manifest=item.manifest_label, mime=item.mime)
         self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
-        return adapter.attach(output, self._governance(ctx, decision, digests, signed))
+        return adapter.attach(output, self._governance(ctx, decision, digests, signed, matches))
 
     def _governance(
-        self, ctx: CallContext, decision: Decision, digests: tuple[str, ...] = (), signed: tuple[SignedImage, ...] = ()
+        self,
+        ctx: CallContext,
+        decision: Decision,
+        digests: tuple[str, ...] = (),
+        signed: tuple[SignedImage, ...] = (),
+        matches: list[list[Match]] | None = None,
     ) -> Governance:
-        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests, signed)
+        found = tuple(tuple(m) for m in matches or [])
+        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests, signed, found)
 
 
 class _Clock:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from guardrail.policy.decision import Decision
     from guardrail.provenance.signing import SignedImage
+    from guardrail.screening.screen import Match
 
 
 ADJUSTABLE_FIELDS = frozenset({"width", "height", "steps", "guidance", "images_per_prompt", "negative_prompts"})
@@ -118,6 +119,8 @@ class Governance:
     output_sha256: tuple[str, ...] = ()
     signed: tuple[SignedImage, ...] = ()
     """C2PA-signed bytes of each image, when the Guard has a signer."""
+    matches: tuple[tuple[Match, ...], ...] = ()
+    """Per image, the protected references it resembles (flagged or sent to review: returned, marked)."""
 
     @property
     def rule_ids(self) -> tuple[str, ...]:

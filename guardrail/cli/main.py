@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import typer
 
-from guardrail.cli import audit, db, init, policy, verify
+from guardrail.cli import audit, db, init, policy, refs, verify
 from guardrail.cli.output import errors
 from guardrail.errors import GuardrailError, PolicyViolation
 
@@ -25,6 +25,7 @@ app.command("verify")(verify.verify)
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(refs.app, name="refs")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -163,6 +163,21 @@ class Quota(_Strict):
         return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+class ScreeningSet(_Strict):
+    """How one protected reference set is used: a match within `max_distance` bits of pHash (of the
+    image or its mirror) is blocked (image withheld), flagged (returned, marked) or sent to review."""
+
+    max_distance: int = Field(default=10, ge=0, le=32)
+    action: Literal["block", "flag", "review"] = "block"
+
+
+class ScreeningPolicy(_Strict):
+    sets: dict[str, ScreeningSet] = {}
+    """Reference set name (configured in guardrail.yaml) -> how it is used."""
+    inputs: bool = True
+    """Screen input images (img2img, inpaint, ControlNet) before generation too."""
+
+
 class ProvenancePolicy(_Strict):
     required: bool = False
     """Every returned image must carry a C2PA signature: a Guard without a signer refuses to start,
@@ -185,6 +200,7 @@ class Policy(_Strict):
     """What to do with calls that pass prompt embeddings without text (text that cannot be checked)."""
     privacy: Privacy = Privacy()
     provenance: ProvenancePolicy = ProvenancePolicy()
+    screening: ScreeningPolicy = ScreeningPolicy()
     term_lists: dict[str, list[str]] = {}
     rules: list[Rule] = []
     quotas: list[Quota] = []

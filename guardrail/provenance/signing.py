@@ -138,8 +138,15 @@ class ImageSigner:
         return SignedImage(signed, self.mime, label, hashlib.sha256(signed).hexdigest())
 
 
-def sign_call(signer: ImageSigner, images: list[Any], ctx: CallContext, decision: Decision) -> list[SignedImage]:
-    """Sign every image of one call with the call's manifest and ingredients. Raises SigningError."""
+def sign_call(
+    signer: ImageSigner,
+    images: list[Any],
+    ctx: CallContext,
+    decision: Decision,
+    screening: dict[str, Any] | None = None,
+) -> list[SignedImage]:
+    """Sign every image of one call with the call's manifest (with the screening summary, when the
+    call was screened) and ingredients. Raises SigningError."""
     from guardrail.provenance.manifest import build_manifest, ingredients
 
     manifest = build_manifest(
@@ -149,6 +156,7 @@ def sign_call(signer: ImageSigner, images: list[Any], ctx: CallContext, decision
         policy_name=ctx.policy_name,
         policy_version=ctx.policy_version,
         privacy=ctx.privacy,
+        screening=screening,
     )
     parts = ingredients(ctx.request)
     return [signer.sign(image, manifest, parts) for image in images]

@@ -1,0 +1,130 @@
+"""guardrail refs: build and inspect protected reference sets, and match images against them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from guardrail.cli.output import JsonOption, console, emit, emit_one
+
+app = typer.Typer(help="Protected reference sets (logos, characters, artworks, your own assets).", no_args_is_help=True)
+
+Root = Annotated[
+    Path, typer.Option("--root", envvar="GUARDRAIL_REFS", help="Folder that holds the sets.", file_okay=False)
+]
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="The set (created when new).")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    label: Annotated[
+        str | None, typer.Option("--label", "-l", help="Label for these images (default: file name).")
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into folders.")] = False,
+    root: Root = Path(".guardrail/refs"),
+) -> None:
+    """Add images to a reference set, with a progress bar. Images are size-limited before decoding.
+    Writes the set's files.
+
+    Example: guardrail refs add brand-logos assets/logos --recursive --label "ACME logo"
+    """
+    from rich.progress import Progress
+
+    from guardrail.screening.refsets import ReferenceSet, image_files
+
+    files = image_files(paths, recursive=recursive)
+    if not files:
+        raise typer.BadParameter("no image files found", param_hint="PATHS")
+    folder = root / name
+    refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.create(folder, name)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"fingerprinting into {name}", total=len(files))
+        added = refset.add(((label or f.stem, str(f), f) for f in files), progress=lambda: progress.advance(task))
+    console.print(f"added {len(added)} images to {name} ({len(refset.entries)} in all) at {folder}")
+
+
+@app.command("list")
+def list_(
+    name: Annotated[str | None, typer.Argument(help="Show one set's references.")] = None,
+    root: Root = Path(".guardrail/refs"),
+    as_json: JsonOption = False,
+) -> None:
+    """List the sets, or one set's references. Reads only.
+
+    Example: guardrail refs list brand-logos --json
+    """
+    from guardrail.screening.refsets import ReferenceSet, describe
+
+    if name is None:
+        sets = [describe(ReferenceSet.open(p.parent)) for p in sorted(root.glob("*/refset.json"))]
+        emit(sets, as_json=as_json, as_csv=False, columns=("name", "references", "folder", "fingerprint"))
+        return
+    refset = ReferenceSet.open(root / name)
+    rows = [e.__dict__ for e in refset.entries]
+    emit(rows, as_json=as_json, as_csv=False, columns=("id", "label", "source", "added_at"), title=name)
+
+
+@app.command()
+def remove(
+    name: Annotated[str, typer.Argument(help="The set.")],
+    ids: Annotated[list[str], typer.Argument(help="Reference ids (or unique prefixes).")],
+    root: Root = Path(".guardrail/refs"),
+) -> None:
+    """Remove references from a set. Writes the set's files.
+
+    Example: guardrail refs remove brand-logos 3fa2c1
+    """
+    from guardrail.screening.refsets import ReferenceSet
+
+    removed = ReferenceSet.open(root / name).remove(ids)
+    if not removed:
+        raise typer.BadParameter(f"no reference in {name} matches {', '.join(ids)}", param_hint="IDS")
+    console.print(f"removed {removed} references from {name}")
+
+
+@app.command("match")
+def match_(
+    images: Annotated[list[Path], typer.Argument(help="Images to check.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Only these sets (default: all).")] = None,
+    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 10,
+    root: Root = Path(".guardrail/refs"),
+    as_json: JsonOption = False,
+) -> None:
+    """Match images against reference sets: per image, each match's set, reference id, label, method,
+    distance, threshold and verdict. Exits 1 when any image matches. Reads only.
+
+    Example: guardrail refs match out.png --set brand-logos --json
+    """
+    from guardrail.images import open_image
+    from guardrail.screening.refsets import ReferenceSet
+    from guardrail.screening.screen import match
+
+    names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
+    sets = [ReferenceSet.open(root / name) for name in names]
+    any_match = False
+    for path in images:
+        try:
+            image = open_image(path)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{path}: {exc}", param_hint="IMAGES") from None
+        found = [m for refset in sets for m in match(image, refset, threshold=max_distance, action="match")]
+        any_match |= bool(found)
+        result = {
+            "image": str(path),
+            "verdict": "match" if found else "no match",
+            "matches": [m.as_dict() for m in found],
+        }
+        if as_json:
+            emit_one(result, as_json=True)
+        else:
+            console.print(f"{result['verdict']}: {path}", markup=False)
+            for m in found:
+                console.print(
+                    f"  {m.set} {m.reference_id} {m.label!r} {m.method} distance {m.distance} <= {m.threshold}",
+                    markup=False,
+                )
+    if any_match:
+        raise typer.Exit(1)

@@ -1,0 +1,165 @@
+"""Protected reference sets and screening, with real photos shipped inside scikit-image (offline)."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import guardrail
+from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
+from guardrail.screening.screen import match
+from tests.cli.test_cli import run
+from tests.conftest import events
+
+
+def photo(name: str) -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def jpeg_and_resize(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.resize((image.width // 2, image.height // 2)).save(buffer, "JPEG", quality=40)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+PROTECTED = ("astronaut", "coffee", "chelsea")
+OTHERS = ("camera", "rocket", "horse", "moon", "coins")
+
+
+@pytest.fixture
+def refset(tmp_path: Path) -> ReferenceSet:
+    refs = ReferenceSet.create(tmp_path / "refs" / "artworks")
+    refs.add((name, f"skimage:{name}", png(photo(name))) for name in PROTECTED)
+    return ReferenceSet.open(tmp_path / "refs" / "artworks")
+
+
+def test_a_reference_matches_after_jpeg_and_resize_and_flip(refset: ReferenceSet) -> None:
+    for name in PROTECTED:
+        [found] = match(jpeg_and_resize(photo(name)), refset, threshold=10, action="block")
+        assert found.label == name and found.method == "phash" and found.distance <= 10
+        [mirrored] = match(ImageOps.mirror(photo(name)), refset, threshold=10, action="block")
+        assert mirrored.label == name and mirrored.method == "phash-mirror"
+    for name in OTHERS:
+        assert match(photo(name), refset, threshold=10, action="block") == []
+
+
+def test_sets_persist_and_refuse_bad_files(refset: ReferenceSet, tmp_path: Path) -> None:
+    folder = refset.folder
+    assert [e.label for e in ReferenceSet.open(folder).entries] == list(PROTECTED)
+    assert refset.remove([refset.entries[0].id[:6]]) == 1 and len(ReferenceSet.open(folder).entries) == 2
+    meta = json.loads((folder / "refset.json").read_text())
+    (folder / "refset.json").write_text(json.dumps({**meta, "fingerprint": "clip-vit-b-32"}))
+    with pytest.raises(ReferenceSetError, match="rebuild the set rather than mix"):
+        ReferenceSet.open(folder)
+    (folder / "refset.json").write_text(json.dumps(meta))
+    np.save(folder / "hashes.npy", np.zeros((7, 2), dtype=np.uint64))
+    with pytest.raises(ReferenceSetError, match="does not match"):
+        ReferenceSet.open(folder)
+    (folder / "refset.json").write_text("{not json")
+    with pytest.raises(ReferenceSetError, match="not valid JSON"):
+        ReferenceSet.open(folder)
+
+
+def test_oversized_images_are_refused_before_decoding(refset: ReferenceSet) -> None:
+    from guardrail.images import ImageTooLarge
+
+    bomb = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(bomb, "PNG")  # tiny file, 81 megapixels once decoded
+    with pytest.raises(ImageTooLarge, match="pixel limit"):
+        refset.add([("bomb", "bomb.png", bomb.getvalue())])
+    assert len(refset.entries) == 3
+
+
+POLICY = """\
+name: screened
+privacy: {{prompts: redacted}}
+screening:
+  sets:
+    artworks: {{max_distance: 10, action: {action}}}
+"""
+
+
+def guard_for(refset: ReferenceSet, url: str, action: str, **options) -> guardrail.Guard:
+    policy = guardrail.parse_policy(POLICY.format(action=action))
+    return guardrail.Guard(policy=policy, database=url, reference_sets={"artworks": refset}, **options)
+
+
+def test_blocked_output_is_withheld_and_audited(refset: ReferenceSet, sqlite_url: str) -> None:
+    with guard_for(refset, sqlite_url, "block") as guard:
+        copycat = guard.wrap(lambda prompt: [jpeg_and_resize(photo("coffee"))], model="copycat")
+        with pytest.raises(guardrail.PolicyViolation) as info:
+            copycat("a cup of coffee")
+        assert info.value.decision.rule_ids == ("screening.artworks",)
+        assert "resembles protected artworks reference 'coffee'" in info.value.decision.messages[0]
+        outcome = events(guard, info.value.audit_id)[-1]
+        fine = guard.wrap(lambda prompt: [photo("rocket")])("a rocket")
+    assert outcome["status"] == "denied"
+    [[evidence]] = outcome["detail"]["screening"]["outputs"]
+    assert evidence["label"] == "coffee" and evidence["action"] == "block" and evidence["distance"] <= 10
+    assert fine.governance.allowed and fine.governance.matches == ((),)
+
+
+def test_flagged_output_is_returned_marked_and_in_the_manifest(refset: ReferenceSet, sqlite_url: str, dev_ca) -> None:
+    from tests.conftest import make_signer
+
+    with guard_for(refset, sqlite_url, "flag", signer=make_signer(dev_ca)) as guard:
+        out = guard.wrap(lambda prompt: [ImageOps.mirror(photo("chelsea"))])("a cat")
+    assert out.governance.allowed and out.governance.decision.flagged
+    [[found]] = out.governance.matches
+    assert (found.label, found.method, found.action) == ("chelsea", "phash-mirror", "flag")
+    manifest = guardrail.verify_bytes(out.governance.signed[0].data).governance
+    assert manifest["screening"]["outputs"][0][0]["label"] == "chelsea"
+
+
+def test_protected_input_images_are_screened_before_generation(refset: ReferenceSet, sqlite_url: str) -> None:
+    calls = []
+    with guard_for(refset, sqlite_url, "block") as guard:
+        img2img = guard.wrap(lambda prompt, image=None: calls.append(prompt) or [photo("moon")])
+        with pytest.raises(guardrail.PolicyViolation) as info:
+            img2img("make it blue", image=jpeg_and_resize(photo("astronaut")))
+        assert calls == [] and "input image 0 resembles 'astronaut'" in info.value.decision.fired[0].detail
+        assert img2img("make it blue", image=photo("horse")).governance.allowed
+
+
+def test_a_policy_naming_an_unknown_set_is_refused_at_start(refset: ReferenceSet, sqlite_url: str) -> None:
+    policy = guardrail.parse_policy(POLICY.format(action="block").replace("artworks:", "logos:"))
+    with pytest.raises(guardrail.ConfigError, match="unknown reference set 'logos' \\(configured: artworks\\)"):
+        guardrail.Guard(policy=policy, database=sqlite_url, reference_sets={"artworks": refset})
+
+
+def test_refs_cli(tmp_path: Path, capsys) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in PROTECTED:
+        photo(name).save(photos / f"{name}.png")
+    root = str(tmp_path / "sets")
+    code, out, _ = run(capsys, "refs", "add", "artworks", str(photos), "--root", root)
+    assert code == 0 and "added 3 images" in out
+    code, out, _ = run(capsys, "refs", "list", "--root", root, "--json")
+    assert json.loads(out.splitlines()[0])["references"] == 3
+    query = tmp_path / "query.jpg"
+    jpeg_and_resize(photo("coffee")).save(query)
+    code, out, _ = run(capsys, "refs", "match", str(query), "--root", root, "--json")
+    result = json.loads(out)
+    assert code == 1 and result["verdict"] == "match" and result["matches"][0]["label"] == "coffee"
+    photo("rocket").save(tmp_path / "other.png")
+    assert run(capsys, "refs", "match", str(tmp_path / "other.png"), "--root", root)[0] == 0
+    reference_id = next(
+        r["id"]
+        for r in map(json.loads, run(capsys, "refs", "list", "artworks", "--root", root, "--json")[1].splitlines())
+        if r["label"] == "coffee"
+    )
+    assert run(capsys, "refs", "remove", "artworks", reference_id, "--root", root)[0] == 0
+    assert run(capsys, "refs", "match", str(query), "--root", root)[0] == 0
+    assert run(capsys, "refs", "add", "artworks", str(tmp_path / "missing"), "--root", root)[0] == 2
