@@ -26,6 +26,8 @@ class CallFilter:
     """allow, modify or deny."""
     rule: str | None = None
     """A fired rule id (quota ids included)."""
+    reference_set: str | None = None
+    """Calls with an image that matched this protected reference set (blocked or flagged)."""
     model: str | None = None
     """Model name; `*` is a wildcard."""
     policy_version: str | None = None
@@ -128,6 +130,8 @@ def _calls_query(engine: Engine, where: CallFilter) -> Any:
         conditions.append(outcome.c.decision == where.decision)
     if where.rule is not None:
         conditions.append(_json_contains(engine, outcome.c.rules, where.rule))
+    if where.reference_set is not None:  # every match fires the rule screening.<set>
+        conditions.append(_json_contains(engine, outcome.c.rules, f"screening.{where.reference_set}"))
     if where.model is not None:
         pattern = where.model.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
         conditions.append(request.c.model_name.like(pattern, escape="\\"))

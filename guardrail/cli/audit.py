@@ -25,6 +25,7 @@ Status = Annotated[str | None, typer.Option("--status", help="pending, allowed, 
 DecisionOption = Annotated[str | None, typer.Option("--decision", help="allow, modify or deny.")]
 Rule = Annotated[str | None, typer.Option("--rule", help="Only calls where this rule (or quota) fired.")]
 Model = Annotated[str | None, typer.Option("--model", help="Model name; * is a wildcard.")]
+RefSet = Annotated[str | None, typer.Option("--refset", help="Only calls that matched this reference set.")]
 PolicyVersion = Annotated[str | None, typer.Option("--policy-version", help="A policy version or its prefix.")]
 Text = Annotated[str | None, typer.Option("--text", help="Search prompts logged in plaintext.")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many calls, newest first.")]
@@ -58,6 +59,7 @@ def query(
     status: Status = None,
     decision: DecisionOption = None,
     rule: Rule = None,
+    refset: RefSet = None,
     model: Model = None,
     policy_version: PolicyVersion = None,
     text: Text = None,
@@ -75,7 +77,7 @@ def query(
 
     where = _filter(
         since=since, until=until, user=user, role=role, status=status, decision=decision, rule=rule,
-        model=model, policy_version=policy_version, text=text, limit=limit,
+        reference_set=refset, model=model, policy_version=policy_version, text=text, limit=limit,
     )  # fmt: skip
     with _store(config, database) as store:
         rows = [c.as_dict() for c in query_calls(store.engine, where)]

@@ -31,19 +31,41 @@ def schema() -> None:
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")], env: EnvOption = None) -> None:
-    """Check policy files; every problem of every file is printed with file, line, column and field.
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")],
+    env: EnvOption = None,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml: its reference sets.")
+    ] = Path("guardrail.yaml"),
+) -> None:
+    """Check policy files; every problem of every file is printed with file, line, column and field,
+    including reference sets the policy screens with but guardrail.yaml (when present) does not define.
 
     Example: guardrail policy validate policies/*.yaml --env prod
     """
-    from guardrail.policy.load import load_policy
+    from guardrail.policy.load import load_policy, locate, read_text_file, read_yaml
 
+    known = None
+    if config.exists():
+        from guardrail.config import load_config
+
+        known = set(load_config(config).screening.reference_sets)
     problems: list[Problem] = []
     for file in files:
         try:
             policy = load_policy(file, environment=env)
         except PolicyError as exc:
             problems += exc.problems
+            continue
+        unknown = sorted(set(policy.screening.sets) - known) if known is not None else []
+        if unknown:
+            data = read_yaml(read_text_file(file), str(file))
+            for name in unknown:
+                line, column = locate(data, ["screening", "sets", name])
+                message = (
+                    f"unknown reference set {name!r} (defined in {config}: {', '.join(sorted(known or [])) or 'none'})"
+                )
+                problems.append(Problem(message, str(file), line, column, f"screening.sets.{name}"))
             continue
         summary = f"policy {policy.name!r}, {len(policy.rules)} rules, version {policy.version[:12]}"
         console.print(f"[green]ok[/green] {file}: {summary}")

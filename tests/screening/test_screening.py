@@ -163,3 +163,25 @@ def test_refs_cli(tmp_path: Path, capsys) -> None:
     assert run(capsys, "refs", "remove", "artworks", reference_id, "--root", root)[0] == 0
     assert run(capsys, "refs", "match", str(query), "--root", root)[0] == 0
     assert run(capsys, "refs", "add", "artworks", str(tmp_path / "missing"), "--root", root)[0] == 2
+
+
+def test_calls_can_be_queried_by_reference_set(refset: ReferenceSet, sqlite_url: str) -> None:
+    from guardrail.audit.query import CallFilter, query_calls
+
+    with guard_for(refset, sqlite_url, "flag") as guard:
+        guard.wrap(lambda prompt: [photo("coffee")])("coffee", user="alice")
+        guard.wrap(lambda prompt: [photo("rocket")])("rocket", user="bob")
+        matched = query_calls(guard.store.engine, CallFilter(reference_set="artworks"))
+    assert [c.user for c in matched] == ["alice"]
+
+
+def test_policy_validate_checks_reference_sets_against_the_config(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "guardrail.yaml"
+    config.write_text("screening:\n  reference_sets: {artworks: refs/artworks}\n")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n    logos: {action: block}\n")
+    code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(config))
+    assert code == 2
+    assert f"{policy}:5:5: screening.sets.logos: unknown reference set 'logos'" in err.replace("\n", "")
+    policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n")
+    assert run(capsys, "policy", "validate", str(policy), "--config", str(config))[0] == 0
