@@ -1,9 +1,10 @@
 """Robustness of screening: true-positive rate at 1 % and 0.1 % false-positive rate, per augmentation family.
 
 References are real photos shipped inside scikit-image (no download). Positives are augmented copies
-of the references; negatives are the other photos, their augmentations, and random patches of all
-photos. Each query's score is its smallest pHash distance to any reference (or its mirror); the
-threshold for a target FPR is the largest that keeps the negatives' false matches within it.
+of the references; negatives are the other photos, their augmentations, and random patches of them
+(a patch of a protected photo would be a crop of it). Each query's score is its smallest pHash
+distance to any reference (or its mirror); the threshold for a target FPR is the largest that keeps
+the negatives' false matches within it.
 Goals (issue 6): >= 99 % TPR at <= 0.1 % FPR on JPEG, resize, brightness/contrast, blur, grayscale,
 noise, text overlay and flips; >= 95 % overall, crops up to 25 %, rotations up to 10 deg, borders and
 screenshot framing included.
@@ -162,8 +163,8 @@ def main() -> None:
     negatives += [
         score(augment(photos[n], rng), references) for n in others for augment in FAMILIES.values() for _ in range(2)
     ]
-    for _ in range(args.patches):
-        source = photos[rng.choice(names)]
+    for _ in range(args.patches):  # patches of the other photos: a patch of a protected one is a crop of it
+        source = photos[rng.choice(others)]
         side = rng.randint(32, max(33, min(source.size) // 2))
         x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
         negatives.append(score(source.crop((x, y, x + side, y + side)), references))
