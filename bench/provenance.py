@@ -9,16 +9,17 @@ Run: .venv/bin/python bench/provenance.py
 from __future__ import annotations
 
 import io
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import c2pa
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _stats import median_ms
 
 from guardrail.images import encode
 from guardrail.provenance.devca import create_dev_ca
@@ -43,15 +44,6 @@ MANIFEST = {
         {"label": "org.guardrail.governance", "data": {"decision": "allow", "audit_id": "0" * 32, "rules": []}},
     ],
 }
-
-
-def median_ms(fn, n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
 
 
 def c2pa_sign_only(signer: ImageSigner, encoded: bytes) -> None:

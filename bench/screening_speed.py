@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/screening_speed.py
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import skimage.data
@@ -15,14 +15,9 @@ from PIL import Image
 
 from guardrail.screening.hashes import fingerprint, hamming
 
+sys.path.insert(0, str(Path(__file__).parent))
 
-def median_ms(fn, n: int = 50) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+from _stats import median_ms
 
 
 def main() -> None:
