@@ -52,6 +52,9 @@ bench: $(STAMP)
 	$(PY) bench/import_time.py
 	$(PY) bench/provenance.py
 	$(PY) bench/policy_ops.py
+	$(PY) bench/screening_speed.py
+	$(PY) bench/screening_eval.py
+	$(PY) bench/audit_log.py   # about 10 minutes: fills 1M events on SQLite and on PostgreSQL
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart tests/interop/node_modules
