@@ -257,11 +257,7 @@ class Guard:
                 decision = charge_quotas(self.quotas, engine.policy.quotas, request, decision)
         notes.update(shadow_notes(self.shadow, request, decision))
         if not decision.allowed:
-            self.store.write(outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, notes=notes))
-            governance = self._governance(ctx, decision)
-            if self.on_deny == "raise":
-                raise PolicyViolation(decision, ctx.call_id)
-            return GuardedResult(images=[], governance=governance)
+            return self._deny(ctx, decision, [], timings, notes)
         call_args, call_kwargs = adapter.apply(args, kwargs, decision)
         try:
             with clock("generate"):
@@ -282,12 +278,7 @@ class Guard:
             decision = apply_matches(decision, matches, "output")
             notes["screening"] = {**notes.get("screening", {}), "outputs": summary(matches)}
             if not decision.allowed:  # a blocked output: every image of the call is withheld
-                self.store.write(
-                    outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes)
-                )
-                if self.on_deny == "raise":
-                    raise PolicyViolation(decision, ctx.call_id)
-                return GuardedResult(images=[], governance=self._governance(ctx, decision))
+                return self._deny(ctx, decision, outputs, timings, notes)
         signed: tuple[SignedImage, ...] = ()
         if self.signer is not None:
             try:
@@ -306,6 +297,20 @@ class Guard:
                 record.update(signed_sha256=item.sha256, manifest=item.manifest_label, mime=item.mime)
         self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
         return adapter.attach(output, self._governance(ctx, decision, digests, signed, matches))
+
+    def _deny(
+        self,
+        ctx: CallContext,
+        decision: Decision,
+        outputs: list[dict[str, Any]],
+        timings: dict[str, float],
+        notes: dict[str, Any],
+    ) -> GuardedResult:
+        """Audit a denied call, then raise PolicyViolation, or return no images when on_deny is "return"."""
+        self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
+        if self.on_deny == "raise":
+            raise PolicyViolation(decision, ctx.call_id)
+        return GuardedResult(images=[], governance=self._governance(ctx, decision))
 
     def _governance(
         self,

@@ -146,9 +146,7 @@ class AuditStore:
         self._operational_errors = (sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.OperationalError)
         self.engine, current = connect(url)
         self._insert = _Insert(audit_events, self.engine)
-        sync = "FULL" if durability == "full" else "NORMAL"
-        self._request_sync = sync
-        self._request_engine = self.engine.execution_options(sqlite_synchronous=sync)
+        self._durability = durability
         self.crash_safe_engine = self.engine.execution_options(sqlite_synchronous="NORMAL")
         """For writes inside a call that the call's fsynced outcome event makes durable (quota charges)."""
         head = migrations.head_revision()
@@ -179,8 +177,7 @@ class AuditStore:
         """Insert one event (see the module doc for durability). Retries transient failures,
         then raises AuditWriteError. Writes the database."""
         row = event.row()
-        crash_safe = event.kind == "request" and self._request_sync == "NORMAL"
-        engine = self._request_engine if event.kind == "request" else self.engine
+        crash_safe = event.kind == "request" and self._durability == "outcome"
         last: Exception | None = None
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S)):
             if delay:
@@ -189,7 +186,7 @@ class AuditStore:
                 if self._insert.fast:
                     self._insert.append_sqlite(self.engine, row, "NORMAL" if crash_safe else "FULL")
                 else:
-                    with engine.begin() as connection:
+                    with self.engine.begin() as connection:
                         if crash_safe:
                             relax_commit(connection)
                         seq, prev = self._insert.head(connection)
@@ -246,8 +243,8 @@ class AuditStore:
 
 class _Insert:
     """One audit row insert. On SQLite the statement is compiled by SQLAlchemy once and values go
-    through the columns' own bind processors, then straight to the driver: this halves the cost
-    of the write that sits inside every guarded call. Elsewhere it is a plain Core insert."""
+    through the columns' own bind processors, then straight to the driver (append_sqlite): this
+    halves the cost of the write that sits inside every guarded call. Elsewhere it is a Core insert."""
 
     def __init__(self, table: Any, engine: Engine) -> None:
         import sqlalchemy as sa
@@ -298,11 +295,8 @@ class _Insert:
             connection.close()  # back to the pool
 
     def __call__(self, connection: Any, row: dict[str, Any]) -> None:
-        if not self.fast:
-            connection.execute(self.table.insert(), row)
-            return
-        values = tuple(process(row.get(key)) if process else row.get(key) for key, process in self.processors)
-        connection.exec_driver_sql(self.sql, values)
+        """Insert through SQLAlchemy Core (PostgreSQL; SQLite appends with append_sqlite)."""
+        connection.execute(self.table.insert(), row)
 
 
 def _reason(exc: BaseException | None) -> str:
