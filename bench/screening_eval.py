@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,10 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from guardrail.screening.hashes import fingerprint, hamming
+from guardrail.screening.hashes import hamming
+from guardrail.screening.keypoints import inliers
+from guardrail.screening.refsets import ReferenceSet
+from guardrail.screening.screen import Query, Thresholds
 
 PHOTOS = [
     "astronaut", "camera", "chelsea", "coffee", "coins", "horse", "moon", "page", "rocket", "brick", "grass",
@@ -123,18 +127,37 @@ def load_photos() -> dict[str, Image.Image]:
     return photos
 
 
-def score(image: Image.Image, references: np.ndarray) -> int:
-    direct, mirrored = fingerprint(image)
-    return int(min(hamming(direct, references).min(), hamming(mirrored, references).min()))
+def tier_scores(image: Image.Image, refset: ReferenceSet) -> tuple[int, int]:
+    """(smallest pHash distance, largest keypoint inlier count) of an image against every reference."""
+    query = Query(image)
+    direct, mirrored = query.hashes
+    distance = int(min(hamming(direct, refset.hashes[:, 0]).min(), hamming(mirrored, refset.hashes[:, 0]).min()))
+    best = 0
+    for i in range(len(refset.entries)):
+        reference = refset.keypoints(i)
+        best = max(best, inliers(query.keypoints, reference), inliers(query.mirrored_keypoints, reference))
+    return distance, best
 
 
-def threshold_for(negatives: np.ndarray, fpr: float) -> int:
-    """The largest distance threshold whose false-match rate on the negatives stays within `fpr`."""
-    best = -1
-    for t in range(0, 65):
-        if np.mean(negatives <= t) <= fpr:
-            best = t
-    return best
+def threshold_for(negatives: np.ndarray, fpr: float, *, lower_is_closer: bool) -> int:
+    """The loosest threshold whose false-match rate on the negatives stays within `fpr`."""
+    if lower_is_closer:
+        return max((t for t in range(-1, 65) if np.mean(negatives <= t) <= fpr), default=-1)
+    return min((t for t in range(1, 10**4) if np.mean(negatives >= t) <= fpr), default=10**4)
+
+
+def best_thresholds(neg: np.ndarray, pos: np.ndarray, fpr: float) -> tuple[int, int]:
+    """(max pHash distance, min inliers) with the most true matches whose false-match rate on the
+    negatives stays within `fpr`; a query matches when either tier does."""
+    best, pick = -1.0, (-1, 10**6)
+    for t_hash in range(-1, 33):
+        for t_kp in range(4, 80):
+            if np.mean((neg[:, 0] <= t_hash) | (neg[:, 1] >= t_kp)) <= fpr:
+                tpr = np.mean((pos[:, 0] <= t_hash) | (pos[:, 1] >= t_kp))
+                if tpr > best:
+                    best, pick = tpr, (t_hash, t_kp)
+                break  # the smallest admissible t_kp is the best for this t_hash
+    return pick
 
 
 def main() -> None:
@@ -146,49 +169,86 @@ def main() -> None:
     photos = load_photos()
     names = sorted(photos)
     protected, others = names[::2], names[1::2]
-    references = np.array([fingerprint(photos[n])[0] for n in protected], dtype=np.uint64)
+    folder = tempfile.mkdtemp(prefix="screening-eval-")
+    refset = ReferenceSet.create(folder, "eval")
+    refset.add((name, name, png(photos[name])) for name in protected)
     started = time.perf_counter()
-    positives: dict[str, list[int]] = {family: [] for family in FAMILIES}
+    positives: dict[str, list[tuple[int, int]]] = {family: [] for family in FAMILIES}
     for family, augment in FAMILIES.items():
         for name in protected:
             for _ in range(args.variants):
-                positives[family].append(score(augment(photos[name], rng), references))
+                positives[family].append(tier_scores(augment(photos[name], rng), refset))
     pairs = [(a, b) for a in FAMILIES for b in FAMILIES if a < b]
     positives["two combined"] = [
-        score(FAMILIES[b](FAMILIES[a](photos[name], rng), rng), references)
+        tier_scores(FAMILIES[b](FAMILIES[a](photos[name], rng), rng), refset)
         for a, b in rng.sample(pairs, 20)
         for name in protected
     ]
-    negatives = [score(photos[n], references) for n in others]
+    negatives = [tier_scores(photos[n], refset) for n in others]
     negatives += [
-        score(augment(photos[n], rng), references) for n in others for augment in FAMILIES.values() for _ in range(2)
+        tier_scores(augment(photos[n], rng), refset) for n in others for augment in FAMILIES.values() for _ in range(2)
     ]
     for _ in range(args.patches):  # patches of the other photos: a patch of a protected one is a crop of it
         source = photos[rng.choice(others)]
         side = rng.randint(32, max(33, min(source.size) // 2))
         x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
-        negatives.append(score(source.crop((x, y, x + side, y + side)), references))
+        negatives.append(tier_scores(source.crop((x, y, x + side, y + side)), refset))
     neg = np.array(negatives)
+    queries = len(neg) + sum(map(len, positives.values()))
     elapsed = time.perf_counter() - started
     print(
         f"{len(protected)} protected photos, {len(others)} others, {len(neg)} negatives (incl. {args.patches} patches)"
     )
-    print(f"tier: pHash of the border-trimmed image and of its mirror; {elapsed:.0f} s")
-    rows = []
+    print(f"{queries} queries in {elapsed:.0f} s; each scored against every reference by every tier")
+    print(f"negatives: pHash distance min {neg[:, 0].min()}, keypoint inliers max {neg[:, 1].max()}\n")
+
+    cuts = {}
     for fpr in (0.01, 0.001):
-        t = threshold_for(neg, fpr)
-        rows.append((fpr, t))
-    header = f"{'family':<22}" + "".join(f"  TPR@{fpr:.1%} FPR (t={t})" for fpr, t in rows)
+        t = threshold_for(neg[:, 0], fpr, lower_is_closer=True)
+        k = threshold_for(neg[:, 1], fpr, lower_is_closer=False)
+        h2, k2 = best_thresholds(neg, np.vstack([np.array(v) for v in positives.values()]), fpr)
+        cuts[fpr] = (t, k, h2, k2)
+    defaults = Thresholds()
+    print(
+        f"thresholds at 1 % / 0.1 % FPR: pHash <= {cuts[0.01][0]} / {cuts[0.001][0]}; keypoints >= "
+        f"{cuts[0.01][1]} / {cuts[0.001][1]}; combined (pHash <= h or keypoints >= k) "
+        f"h={cuts[0.01][2]},k={cuts[0.01][3]} / h={cuts[0.001][2]},k={cuts[0.001][3]}; "
+        f"guardrail's defaults pHash <= {defaults.max_distance}, keypoints >= {defaults.min_inliers}"
+    )
+    default_fp = np.mean((neg[:, 0] <= defaults.max_distance) | (neg[:, 1] >= (defaults.min_inliers or 10**6)))
+    print(f"false-positive rate of the defaults on the negatives: {default_fp:.2%} ({len(neg)} negatives)\n")
+
+    header = f"{'family':<20}" + "".join(
+        f"{title:>12}" for title in ("pHash 1%", "0.1%", "keypts 1%", "0.1%", "both 1%", "0.1%", "defaults")
+    )
     print(header)
-    everything: list[int] = []
+    everything: list[tuple[int, int]] = []
     for family, scores in positives.items():
         everything += scores
-        s = np.array(scores)
-        line = f"{family:<22}" + "".join(f"  {np.mean(s <= t):>22.1%}" for _, t in rows)
-        mark = "  (goal 99 %)" if family in EASY else ""
-        print(line + mark)
-    s = np.array(everything)
-    print(f"{'overall':<22}" + "".join(f"  {np.mean(s <= t):>22.1%}" for _, t in rows) + "  (goal 95 %)")
+        print(row(family, np.array(scores), cuts, defaults) + ("  (goal 99 %)" if family in EASY else ""))
+    print(row("overall", np.array(everything), cuts, defaults) + "  (goal 95 %)")
+
+
+def row(family: str, s: np.ndarray, cuts: dict[float, tuple[int, int, int, int]], defaults: Thresholds) -> str:
+    cells = []
+    for tier in range(3):
+        for fpr in (0.01, 0.001):
+            t, k, h2, k2 = cuts[fpr]
+            if tier == 0:
+                hit = s[:, 0] <= t
+            elif tier == 1:
+                hit = s[:, 1] >= k
+            else:
+                hit = (s[:, 0] <= h2) | (s[:, 1] >= k2)
+            cells.append(np.mean(hit))
+    cells.append(np.mean((s[:, 0] <= defaults.max_distance) | (s[:, 1] >= (defaults.min_inliers or 10**6))))
+    return f"{family:<20}" + "".join(f"{c:>12.1%}" for c in cells)
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

@@ -89,28 +89,34 @@ def remove(
 def match_(
     images: Annotated[list[Path], typer.Argument(help="Images to check.")],
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Only these sets (default: all).")] = None,
-    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 10,
+    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 12,
+    min_inliers: Annotated[
+        int, typer.Option("--min-inliers", help="Agreeing keypoints (0 turns the keypoint tier off).", min=0)
+    ] = 10,
     root: Root = Path(".guardrail/refs"),
     as_json: JsonOption = False,
 ) -> None:
     """Match images against reference sets: per image, each match's set, reference id, label, method,
-    distance, threshold and verdict. Exits 1 when any image matches. Reads only.
+    score (pHash distance or keypoint inliers), threshold and verdict. Exits 1 when any image matches.
+    Reads only.
 
     Example: guardrail refs match out.png --set brand-logos --json
     """
     from guardrail.images import open_image
     from guardrail.screening.refsets import ReferenceSet
-    from guardrail.screening.screen import match
+    from guardrail.screening.screen import Query, Thresholds, match
 
     names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
     sets = [ReferenceSet.open(root / name) for name in names]
+    rule = Thresholds(max_distance, min_inliers or None, None, action="match")
     any_match = False
     for path in images:
         try:
             image = open_image(path)
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"{path}: {exc}", param_hint="IMAGES") from None
-        found = [m for refset in sets for m in match(image, refset, threshold=max_distance, action="match")]
+        query = Query(image)
+        found = [m for refset in sets for m in match(query, refset, rule)]
         any_match |= bool(found)
         result = {
             "image": str(path),
@@ -123,7 +129,7 @@ def match_(
             console.print(f"{result['verdict']}: {path}", markup=False)
             for m in found:
                 console.print(
-                    f"  {m.set} {m.reference_id} {m.label!r} {m.method} distance {m.distance} <= {m.threshold}",
+                    f"  {m.set} {m.reference_id} {m.label!r} {m.describe()}",
                     markup=False,
                 )
     if any_match:

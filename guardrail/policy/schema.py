@@ -164,10 +164,15 @@ class Quota(_Strict):
 
 
 class ScreeningSet(_Strict):
-    """How one protected reference set is used: a match within `max_distance` bits of pHash (of the
-    image or its mirror) is blocked (image withheld), flagged (returned, marked) or sent to review."""
+    """How one protected reference set is used: an image that matches a reference by any method is
+    blocked (image withheld), flagged (returned, marked) or sent to review."""
 
-    max_distance: int = Field(default=10, ge=0, le=32)
+    max_distance: int = Field(default=12, ge=0, le=32)
+    """pHash: at most this many of 64 bits differ (from the image or its mirror)."""
+    min_inliers: int | None = Field(default=10, ge=4)
+    """Keypoints: at least this many keypoints agree under one rotation/scale/shift; null turns it off."""
+    min_similarity: float | None = Field(default=0.92, ge=-1, le=1)
+    """CLIP: cosine similarity of image embeddings (sets built with a model only); null turns it off."""
     action: Literal["block", "flag", "review"] = "block"
 
 

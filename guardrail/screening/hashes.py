@@ -9,19 +9,25 @@ import numpy as np
 
 from guardrail.images import to_pil
 
-FINGERPRINT = "phash+mirror/v1"
+FINGERPRINT = "phash+mirror/v2"
 """Name and version of the fingerprint; a reference set records it and refuses others."""
 
 
-def _trim(image: Any, tolerance: int = 12) -> Any:
-    """Crop uniform borders (padding, letterboxing, screenshot frames) before hashing."""
-    gray = np.asarray(image.convert("L"), dtype=np.int16)
-    corner = gray[0, 0]
-    rows = np.where((np.abs(gray - corner) > tolerance).any(axis=1))[0]
-    cols = np.where((np.abs(gray - corner) > tolerance).any(axis=0))[0]
-    if len(rows) < gray.shape[0] // 4 or len(cols) < gray.shape[1] // 4:
-        return image  # mostly uniform: nothing meaningful to trim to
-    return image.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+def _trim(image: Any, tolerance: int = 12, passes: int = 3) -> Any:
+    """Crop uniform borders (padding, letterboxing) before hashing; repeated, so that a frame of
+    several bands (a screenshot's title bar, then its window background) comes off too."""
+    for _ in range(passes):
+        gray = np.asarray(image.convert("L"), dtype=np.int16)
+        corner = gray[0, 0]
+        rows = np.where((np.abs(gray - corner) > tolerance).any(axis=1))[0]
+        cols = np.where((np.abs(gray - corner) > tolerance).any(axis=0))[0]
+        if len(rows) < gray.shape[0] // 4 or len(cols) < gray.shape[1] // 4:
+            return image  # mostly uniform: nothing meaningful to trim to
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        if box == (0, 0, gray.shape[1], gray.shape[0]):
+            return image
+        image = image.crop(box)
+    return image
 
 
 def _phash(image: Any) -> int:

@@ -1,10 +1,14 @@
 """Protected reference sets on disk: one folder per set, versioned, written atomically.
 
-    refset.json   {"format": 1, "name", "fingerprint": "phash+mirror/v1",
-                   "entries": [{id, label, source, sha256, added_at}]}
-    hashes.npy    uint64 array, one row per entry: (pHash, mirror pHash)
+    refset.json          {"format": 2, "name", "fingerprint": "phash+mirror/v2", "keypoints": "orb512/v1",
+                          "embedding": model identity or null, "entries": [{id, label, source, sha256, added_at}]}
+    hashes.npy           uint64, one row per entry: (pHash, mirror pHash)
+    keypoints.npz        ORB keypoints of every entry: points (float32 n x 2), descriptors (uint8 n x 32),
+                         offsets (int64, entries + 1: entry i owns rows offsets[i]:offsets[i+1])
+    embeddings.npy       float32, one L2-normalised CLIP image embedding per entry (only with a model)
 
-A set records the fingerprint that made it and refuses to mix in another one.
+A set records the fingerprint, keypoint features and embedding model that made it and refuses to mix
+in others: embeddings from two models are not comparable, so a set holds one model's or none.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from guardrail.errors import ConfigError
 from guardrail.screening.hashes import FINGERPRINT, fingerprint
+from guardrail.screening.keypoints import KEYPOINTS, Keypoints, extract
 
-FORMAT = 1
+if TYPE_CHECKING:
+    from guardrail.screening.embeddings import ImageEmbedder
+
+FORMAT = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -42,11 +50,25 @@ class Reference:
 
 
 class ReferenceSet:
-    """A named set of protected images, as fingerprints and metadata. Not thread-safe for writing;
-    reading (search) is, once loaded."""
+    """A named set of protected images, as fingerprints, keypoints, optional embeddings and metadata.
+    Not thread-safe for writing; reading (search) is, once loaded."""
 
-    def __init__(self, folder: Path, name: str, entries: list[Reference], hashes: np.ndarray) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        entries: list[Reference],
+        hashes: np.ndarray,
+        keypoints: dict[str, np.ndarray],
+        embedding: str | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> None:
         self.folder, self.name, self.entries, self.hashes = folder, name, entries, hashes
+        self._points, self._descriptors = keypoints["points"], keypoints["descriptors"]
+        self._offsets = keypoints["offsets"]
+        self.embedding = embedding
+        """Identity of the model that made `embeddings` (None: the set has no embeddings)."""
+        self.embeddings = embeddings
 
     @classmethod
     def create(cls, folder: str | Path, name: str | None = None) -> ReferenceSet:
@@ -55,15 +77,15 @@ class ReferenceSet:
         if (path / "refset.json").exists():
             raise ReferenceSetError(f"{path}: a reference set is already there")
         path.mkdir(parents=True, exist_ok=True)
-        refset = cls(path, name or path.name, [], np.zeros((0, 2), dtype=np.uint64))
+        refset = cls(path, name or path.name, [], np.zeros((0, 2), dtype=np.uint64), _no_keypoints())
         refset.save()
         return refset
 
     @classmethod
     def open(cls, folder: str | Path) -> ReferenceSet:
-        """Load a set, checking its format, fingerprint and that its files agree."""
+        """Load a set, checking its format, fingerprint, keypoint features and that its files agree."""
         path = Path(folder)
-        meta_file, hash_file = path / "refset.json", path / "hashes.npy"
+        meta_file = path / "refset.json"
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -72,49 +94,92 @@ class ReferenceSet:
             raise ReferenceSetError(f"{meta_file}: not valid JSON ({exc})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else meta
-            raise ReferenceSetError(f"{meta_file}: unknown format {found!r}; expected {FORMAT}")
-        if meta.get("fingerprint") != FINGERPRINT:
             raise ReferenceSetError(
-                f"{meta_file}: made with fingerprint {meta.get('fingerprint')!r}, this guardrail uses {FINGERPRINT!r}; "
-                "rebuild the set rather than mix fingerprints"
+                f"{meta_file}: unknown format {found!r}; expected {FORMAT} (rebuild the set with `guardrail refs add`)"
             )
+        for key, ours in (("fingerprint", FINGERPRINT), ("keypoints", KEYPOINTS)):
+            if meta.get(key) != ours:
+                raise ReferenceSetError(
+                    f"{meta_file}: made with {key} {meta.get(key)!r}, this guardrail uses {ours!r}; "
+                    "rebuild the set rather than mix them"
+                )
         try:
             entries = [Reference(**entry) for entry in meta["entries"]]
-            hashes = np.load(hash_file, allow_pickle=False)
         except (KeyError, TypeError) as exc:
             raise ReferenceSetError(f"{meta_file}: malformed entries ({exc})") from None
-        except (OSError, ValueError) as exc:
-            raise ReferenceSetError(f"{hash_file}: unreadable ({exc})") from None
-        if hashes.dtype != np.uint64 or hashes.ndim != 2 or hashes.shape != (len(entries), 2):
-            raise ReferenceSetError(f"{hash_file}: {hashes.dtype} {hashes.shape} does not match {len(entries)} entries")
-        return cls(path, str(meta.get("name") or path.name), entries, hashes)
+        n = len(entries)
+        hashes = _load(path / "hashes.npy", np.uint64, (n, 2))
+        keypoints = _load_keypoints(path / "keypoints.npz", n)
+        embedding = meta.get("embedding")
+        embeddings = None
+        if embedding is not None:
+            embeddings = _load(path / "embeddings.npy", np.float32, (n, None))
+        return cls(path, str(meta.get("name") or path.name), entries, hashes, keypoints, embedding, embeddings)
+
+    def keypoints(self, index: int) -> Keypoints:
+        start, stop = self._offsets[index], self._offsets[index + 1]
+        return Keypoints(self._points[start:stop], self._descriptors[start:stop])
 
     def save(self) -> None:
-        """Write both files atomically (a crash leaves the old set or the new one). Writes files."""
+        """Write every file atomically, refset.json last (a crash leaves the old set or the new one:
+        refset.json names the row count the arrays must have). Writes files."""
         meta = {
             "format": FORMAT,
             "name": self.name,
             "fingerprint": FINGERPRINT,
+            "keypoints": KEYPOINTS,
+            "embedding": self.embedding,
             "entries": [e.__dict__ for e in self.entries],
         }
-        for target, write in (
-            (self.folder / "hashes.npy", lambda f: np.save(f, self.hashes, allow_pickle=False)),
-            (self.folder / "refset.json", lambda f: f.write(json.dumps(meta, indent=1).encode())),
-        ):
+        points, descriptors, offsets, embeddings = self._points, self._descriptors, self._offsets, self.embeddings
+        writes: list[tuple[str, Callable[[Any], None]]] = [
+            ("hashes.npy", lambda f: np.save(f, self.hashes, allow_pickle=False)),
+            ("keypoints.npz", lambda f: np.savez(f, points=points, descriptors=descriptors, offsets=offsets)),
+        ]
+        if embeddings is not None:
+            writes.append(("embeddings.npy", lambda f: np.save(f, embeddings, allow_pickle=False)))
+        writes.append(("refset.json", lambda f: f.write(json.dumps(meta, indent=1).encode())))
+        for target, write in writes:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
-            os.replace(tmp, target)
+            os.replace(tmp, self.folder / target)
+
+    def _check_embedder(self, embedder: ImageEmbedder | None) -> None:
+        """Refuse additions that would leave the set's embeddings incomplete or from two models."""
+        ours = embedder.identity if embedder is not None else None
+        if not self.entries or ours == self.embedding:
+            return
+        if self.embedding is None:
+            raise ReferenceSetError(
+                f"{self.folder}: the set was built without embeddings; its {len(self.entries)} references cannot "
+                f"be compared with {ours}. Rebuild it from its images with the model configured"
+            )
+        if ours is None:
+            raise ReferenceSetError(
+                f"{self.folder}: the set holds embeddings of {self.embedding}; configure that model under "
+                "screening.embedding in guardrail.yaml to add to it"
+            )
+        raise ReferenceSetError(
+            f"{self.folder}: the set holds embeddings of {self.embedding}, not {ours}; embeddings of two models "
+            "cannot be mixed. Rebuild the set with one model"
+        )
 
     def add(
-        self, images: Iterable[tuple[str, str, bytes | Path]], progress: Callable[[], None] = lambda: None
+        self,
+        images: Iterable[tuple[str, str, bytes | Path]],
+        progress: Callable[[], None] = lambda: None,
+        embedder: ImageEmbedder | None = None,
     ) -> list[Reference]:
-        """Add (label, source, file path or bytes) images, size-limited before decoding. Writes files."""
+        """Add (label, source, file path or bytes) images, size-limited before decoding; with an
+        embedder, their embeddings too. Writes files."""
         import hashlib
 
         from guardrail.images import open_image
 
-        added, rows = [], []
+        self._check_embedder(embedder)
+        added: list[Reference] = []
+        rows, found, decoded = [], [], []
         for label, source, data in images:
             raw = data if isinstance(data, bytes) else Path(data).read_bytes()
             image = open_image(raw)
@@ -127,11 +192,23 @@ class ReferenceSet:
             )
             added.append(reference)
             rows.append(fingerprint(image))
+            found.append(extract(image))
+            if embedder is not None:
+                decoded.append(image)
             progress()
-        if added:
-            self.entries = [*self.entries, *added]
-            self.hashes = np.vstack([self.hashes, np.array(rows, dtype=np.uint64)])
-            self.save()
+        if not added:
+            return added
+        if embedder is not None:
+            vectors = embedder.embed_images(decoded)
+            self.embeddings = vectors if self.embeddings is None else np.vstack([self.embeddings, vectors])
+            self.embedding = embedder.identity
+        self.entries = [*self.entries, *added]
+        self.hashes = np.vstack([self.hashes, np.array(rows, dtype=np.uint64)])
+        counts = np.cumsum([len(k) for k in found], dtype=np.int64) + self._offsets[-1]
+        self._points = np.vstack([self._points, *(k.points for k in found)])
+        self._descriptors = np.vstack([self._descriptors, *(k.descriptors for k in found)])
+        self._offsets = np.concatenate([self._offsets, counts])
+        self.save()
         return added
 
     def remove(self, ids: Iterable[str]) -> int:
@@ -140,10 +217,63 @@ class ReferenceSet:
         keep = [i for i, e in enumerate(self.entries) if not any(e.id.startswith(w) for w in wanted)]
         removed = len(self.entries) - len(keep)
         if removed:
+            kept = [self.keypoints(i) for i in keep]
             self.entries = [self.entries[i] for i in keep]
             self.hashes = self.hashes[keep]
+            if self.embeddings is not None:
+                self.embeddings = self.embeddings[keep]
+            self._points = np.vstack([_no_keypoints()["points"], *(k.points for k in kept)])
+            self._descriptors = np.vstack([_no_keypoints()["descriptors"], *(k.descriptors for k in kept)])
+            self._offsets = np.concatenate([[0], np.cumsum([len(k) for k in kept], dtype=np.int64)])
             self.save()
         return removed
+
+
+def _no_keypoints() -> dict[str, np.ndarray]:
+    return {
+        "points": np.zeros((0, 2), np.float32),
+        "descriptors": np.zeros((0, 32), np.uint8),
+        "offsets": np.zeros(1, np.int64),
+    }
+
+
+def _load(file: Path, dtype: Any, shape: tuple[int, int | None]) -> np.ndarray:
+    """An array file of the set, checked against the dtype and row count refset.json promises."""
+    try:
+        array = np.load(file, allow_pickle=False)
+    except FileNotFoundError:
+        raise ReferenceSetError(f"{file}: missing") from None
+    except (OSError, ValueError) as exc:
+        raise ReferenceSetError(f"{file}: unreadable ({exc})") from None
+    rows, columns = shape
+    if array.dtype != dtype or array.ndim != 2 or len(array) != rows or columns not in (None, array.shape[1]):
+        raise ReferenceSetError(f"{file}: {array.dtype} {array.shape} does not match {rows} entries")
+    return array
+
+
+def _load_keypoints(file: Path, entries: int) -> dict[str, np.ndarray]:
+    import zipfile
+
+    try:
+        with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("points", "descriptors", "offsets")}
+    except FileNotFoundError:
+        raise ReferenceSetError(f"{file}: missing") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ReferenceSetError(f"{file}: unreadable ({exc})") from None
+    points, descriptors, offsets = arrays["points"], arrays["descriptors"], arrays["offsets"]
+    total = len(descriptors)
+    if (
+        offsets.shape != (entries + 1,)
+        or offsets[0] != 0
+        or offsets[-1] != total
+        or np.any(np.diff(offsets) < 0)
+        or points.shape != (total, 2)
+        or descriptors.shape != (total, 32)
+        or descriptors.dtype != np.uint8
+    ):
+        raise ReferenceSetError(f"{file}: keypoint arrays do not match {entries} entries")
+    return arrays
 
 
 def image_files(paths: Iterable[str | Path], *, recursive: bool = False) -> list[Path]:
@@ -166,4 +296,5 @@ def describe(refset: ReferenceSet) -> dict[str, Any]:
         "folder": str(refset.folder),
         "references": len(refset.entries),
         "fingerprint": FINGERPRINT,
+        "embedding": refset.embedding,
     }

@@ -1,60 +1,155 @@
-"""Matching images against the reference sets a policy names, with each set's threshold and action."""
+"""Matching images against the reference sets a policy names, tier by tier, with each set's
+thresholds and action.
+
+Tiers, cheapest first; a reference is reported once, by the first tier that matches it:
+  phash      Hamming distance of the pHash (or of the mirror image's) <= max_distance
+  clip       cosine similarity of CLIP image embeddings >= min_similarity (when a model is configured)
+  keypoints  ORB keypoints that one similarity transform maps onto the reference >= min_inliers,
+             checked on at most CANDIDATES references per image (the closest by hash and embedding)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.screening.hashes import fingerprint, hamming
-from guardrail.screening.refsets import ReferenceSet
+from guardrail.screening.keypoints import Keypoints, extract, inliers
+from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
+
+if TYPE_CHECKING:
+    from guardrail.screening.embeddings import ImageEmbedder
+
+CANDIDATES = 16
+"""References per image and set that the keypoint tier verifies: bounds its cost on large sets."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How close counts as a match, per method (None turns a tier off), and what a match does."""
+
+    max_distance: int = 12
+    min_inliers: int | None = 10
+    min_similarity: float | None = 0.92
+    action: str = "block"
 
 
 @dataclass(frozen=True)
 class Match:
-    """One image resembling one reference."""
+    """One image resembling one reference. `score` is a Hamming distance for phash (lower is closer),
+    an inlier count for keypoints and a cosine similarity for clip (higher is closer)."""
 
     set: str
     reference_id: str
     label: str
     method: str
-    distance: int
-    threshold: int
+    score: float
+    threshold: float
     action: str
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def describe(self) -> str:
+        if self.method.startswith("phash"):
+            return f"{self.method} distance {self.score:g} <= {self.threshold:g}"
+        if self.method.startswith("keypoints"):
+            return f"{self.method} {self.score:g} inliers >= {self.threshold:g}"
+        return f"{self.method} similarity {self.score:.3f} >= {self.threshold:g}"
 
-def match(image: Any, refset: ReferenceSet, *, threshold: int, action: str) -> list[Match]:
-    """The references of a set within `threshold` bits of the image (or of its mirror), closest first."""
+
+class Query:
+    """One image's features, each computed once and only when a tier asks for it."""
+
+    def __init__(self, image: Any, embedding: np.ndarray | None = None) -> None:
+        self.image, self.embedding = image, embedding
+
+    @cached_property
+    def hashes(self) -> tuple[int, int]:
+        return fingerprint(self.image)
+
+    @cached_property
+    def keypoints(self) -> Keypoints:
+        return extract(self.image)
+
+    @cached_property
+    def mirrored_keypoints(self) -> Keypoints:
+        from PIL import ImageOps
+
+        from guardrail.images import to_pil
+
+        return extract(ImageOps.mirror(to_pil(self.image)))
+
+
+def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> list[Match]:
+    """The references of a set that an image matches, closest first within each tier. `rule` is a
+    Thresholds or the policy's ScreeningSet (same fields)."""
     if not refset.entries:
         return []
-    direct, mirrored = fingerprint(image)
+    query = query if isinstance(query, Query) else Query(query)
+
+    def found(index: int, method: str, score: float, threshold: float) -> Match:
+        entry = refset.entries[index]
+        return Match(refset.name, entry.id, entry.label, method, score, threshold, rule.action)
+
+    direct, mirrored = query.hashes
     by_direct = hamming(direct, refset.hashes[:, 0])
     by_mirror = hamming(mirrored, refset.hashes[:, 0])  # a flipped copy of a reference
-    best = np.minimum(by_direct, by_mirror)
-    hits = np.flatnonzero(best <= threshold)
-    found = []
-    for index in hits[np.argsort(best[hits])]:
-        method = "phash" if by_direct[index] <= by_mirror[index] else "phash-mirror"
-        entry = refset.entries[index]
-        found.append(Match(refset.name, entry.id, entry.label, method, int(best[index]), threshold, action))
-    return found
-
-
-def screen(images: list[Any], sets: dict[str, Any], refsets: dict[str, ReferenceSet]) -> list[list[Match]]:
-    """Matches of each image against every set the policy screens with (`sets`: name -> ScreeningSet)."""
-    return [
-        [
-            m
-            for name, rule in sets.items()
-            for m in match(image, refsets[name], threshold=rule.max_distance, action=rule.action)
-        ]
-        for image in images
+    distance = np.minimum(by_direct, by_mirror)
+    hits = np.flatnonzero(distance <= rule.max_distance)
+    matches = [
+        found(int(i), "phash" if by_direct[i] <= by_mirror[i] else "phash-mirror", int(distance[i]), rule.max_distance)
+        for i in hits[np.argsort(distance[hits], kind="stable")]
     ]
+    matched = set(hits.tolist())
+    ranked = [int(i) for i in np.argsort(distance, kind="stable")[: CANDIDATES + len(matched)]]
+    if refset.embeddings is not None and query.embedding is not None and rule.min_similarity is not None:
+        from guardrail.screening.vectors import index_for
+
+        indices, similarity = index_for(refset).search(query.embedding, CANDIDATES)
+        for i, s in zip(indices.tolist(), similarity.tolist(), strict=True):
+            if s >= rule.min_similarity and i not in matched:
+                matches.append(found(i, "clip", round(float(s), 4), rule.min_similarity))
+                matched.add(i)
+        ranked = [*indices.tolist(), *ranked]  # closest by meaning first, then by hash
+    if rule.min_inliers is not None:
+        candidates = list(dict.fromkeys(i for i in ranked if i not in matched))[:CANDIDATES]
+        for i in candidates:
+            reference = refset.keypoints(i)
+            if len(reference) < rule.min_inliers:
+                continue
+            count, method = inliers(query.keypoints, reference), "keypoints"
+            if count < rule.min_inliers:
+                count, method = inliers(query.mirrored_keypoints, reference), "keypoints-mirror"
+            if count >= rule.min_inliers:
+                matches.append(found(i, method, count, rule.min_inliers))
+    return matches
+
+
+def screen(
+    images: list[Any],
+    sets: dict[str, Any],
+    refsets: dict[str, ReferenceSet],
+    embedder: ImageEmbedder | None = None,
+) -> list[list[Match]]:
+    """Matches of each image against every set the policy screens with (`sets`: name -> ScreeningSet).
+    With an embedder, images are embedded once, in batches, for the sets that hold embeddings."""
+    embeddings: list[np.ndarray | None] = [None] * len(images)
+    with_vectors = [refsets[name] for name in sets if refsets[name].embeddings is not None]
+    if embedder is not None and with_vectors:
+        for refset in with_vectors:
+            if refset.embedding != embedder.identity:
+                raise ReferenceSetError(
+                    f"{refset.folder}: holds embeddings of {refset.embedding}, the configured model is "
+                    f"{embedder.identity}; rebuild the set with it"
+                )
+        embeddings = list(embedder.embed_images(images))
+    queries = [Query(image, vector) for image, vector in zip(images, embeddings, strict=True)]
+    return [[m for name, rule in sets.items() for m in match(query, refsets[name], rule)] for query in queries]
 
 
 def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) -> Decision:
@@ -64,7 +159,7 @@ def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) ->
     for index, found in enumerate(matches):
         for m in found:
             effect = "deny" if m.action == "block" else "flag"
-            detail = f"{stage} image {index} resembles {m.label!r} ({m.method} distance {m.distance} <= {m.threshold})"
+            detail = f"{stage} image {index} resembles {m.label!r} ({m.describe()})"
             message = (
                 f"{'blocked' if effect == 'deny' else m.action}: resembles protected {m.set} reference {m.label!r}"
             )

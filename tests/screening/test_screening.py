@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 import guardrail
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
-from guardrail.screening.screen import match
+from guardrail.screening.screen import Thresholds, match
 from tests.cli.test_cli import run
 from tests.conftest import events
 
@@ -45,13 +45,47 @@ def refset(tmp_path: Path) -> ReferenceSet:
 
 
 def test_a_reference_matches_after_jpeg_and_resize_and_flip(refset: ReferenceSet) -> None:
+    rule = Thresholds(max_distance=10)
     for name in PROTECTED:
-        [found] = match(jpeg_and_resize(photo(name)), refset, threshold=10, action="block")
-        assert found.label == name and found.method == "phash" and found.distance <= 10
-        [mirrored] = match(ImageOps.mirror(photo(name)), refset, threshold=10, action="block")
+        [found] = match(jpeg_and_resize(photo(name)), refset, rule)
+        assert found.label == name and found.method == "phash" and found.score <= 10
+        [mirrored] = match(ImageOps.mirror(photo(name)), refset, rule)
         assert mirrored.label == name and mirrored.method == "phash-mirror"
     for name in OTHERS:
-        assert match(photo(name), refset, threshold=10, action="block") == []
+        assert match(photo(name), refset, rule) == []
+
+
+def crop_and_rotate(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.crop((int(w * 0.2), int(h * 0.05), int(w * 0.95), int(h * 0.8))).rotate(8, expand=False)
+
+
+def screenshot(image: Image.Image) -> Image.Image:
+    """The image in a window with a title bar and a side panel of other content."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (image.width + 300, image.height + 120), (236, 236, 236))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, 40), fill=(50, 50, 60))
+    canvas.paste(photo("camera").resize((240, 240)), (image.width + 40, 80))
+    canvas.paste(image, (20, 80))
+    draw.text((30, 12), "viewer - coffee.png", fill=(255, 255, 255))
+    return canvas
+
+
+def test_crops_rotations_and_screenshots_are_found_by_keypoints(refset: ReferenceSet) -> None:
+    rule = Thresholds()
+    for name in PROTECTED:
+        assert [m.method for m in match(crop_and_rotate(photo(name)), refset, Thresholds(min_inliers=None))] == []
+        [found] = match(crop_and_rotate(photo(name)), refset, rule)
+        assert (found.label, found.method) == (name, "keypoints") and found.score >= rule.min_inliers
+        [framed] = match(screenshot(photo(name)), refset, rule)
+        assert framed.label == name and framed.method.startswith("keypoints")
+        [flipped] = match(ImageOps.mirror(crop_and_rotate(photo(name))), refset, rule)
+        assert (flipped.label, flipped.method) == (name, "keypoints-mirror")
+    for name in OTHERS:  # other photos, and crops of them, match nothing
+        assert match(photo(name), refset, rule) == []
+        assert match(crop_and_rotate(photo(name)), refset, rule) == []
 
 
 def test_sets_persist_and_refuse_bad_files(refset: ReferenceSet, tmp_path: Path) -> None:
@@ -64,7 +98,14 @@ def test_sets_persist_and_refuse_bad_files(refset: ReferenceSet, tmp_path: Path)
         ReferenceSet.open(folder)
     (folder / "refset.json").write_text(json.dumps(meta))
     np.save(folder / "hashes.npy", np.zeros((7, 2), dtype=np.uint64))
-    with pytest.raises(ReferenceSetError, match="does not match"):
+    with pytest.raises(ReferenceSetError, match=r"hashes\.npy: uint64 \(7, 2\) does not match 2 entries"):
+        ReferenceSet.open(folder)
+    np.save(folder / "hashes.npy", refset.hashes)
+    (folder / "keypoints.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ReferenceSetError, match=r"keypoints\.npz: unreadable"):
+        ReferenceSet.open(folder)
+    (folder / "refset.json").write_text(json.dumps({**meta, "format": 1}))
+    with pytest.raises(ReferenceSetError, match="unknown format 1; expected 2"):
         ReferenceSet.open(folder)
     (folder / "refset.json").write_text("{not json")
     with pytest.raises(ReferenceSetError, match="not valid JSON"):
@@ -106,7 +147,7 @@ def test_blocked_output_is_withheld_and_audited(refset: ReferenceSet, sqlite_url
         fine = guard.wrap(lambda prompt: [photo("rocket")])("a rocket")
     assert outcome["status"] == "denied"
     [[evidence]] = outcome["detail"]["screening"]["outputs"]
-    assert evidence["label"] == "coffee" and evidence["action"] == "block" and evidence["distance"] <= 10
+    assert evidence["label"] == "coffee" and evidence["action"] == "block" and evidence["score"] <= 10
     assert fine.governance.allowed and fine.governance.matches == ((),)
 
 

@@ -1,0 +1,80 @@
+"""Local keypoint features (OpenCV ORB) and geometric verification (RANSAC): the tier that still
+recognises a protected image when it is cropped, rotated, framed in a screenshot or overlaid, where a
+global hash no longer does. Used on a bounded number of candidates per image, so its cost stays flat
+as reference sets grow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from guardrail.images import to_pil
+
+KEYPOINTS = "orb512-clahe/v1"
+"""Name and version of the keypoint features; a reference set records it and refuses others."""
+SIDE = 512
+"""Images are scaled so their longer side is this many pixels before features are found."""
+FEATURES = 500
+_FAST_THRESHOLDS = (20, 10, 5, 2)  # lowered step by step for smooth images with few corners
+_RATIO = 0.8  # Lowe's ratio test: a match must be clearly better than the second best
+_MAX_HAMMING = 64
+_REPROJECTION_PX = 5.0
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """Keypoint positions (float32, n x 2, in the scaled frame) and their ORB descriptors (uint8, n x 32)."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+
+EMPTY = Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+
+
+def extract(image: Any) -> Keypoints:
+    """ORB keypoints of an image scaled to SIDE pixels on its longer side."""
+    import cv2
+
+    gray = np.asarray(to_pil(image).convert("L"))
+    scale = SIDE / max(gray.shape)
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)  # corners in smooth images too
+    found: Keypoints = EMPTY
+    for threshold in _FAST_THRESHOLDS:
+        orb = cv2.ORB.create(nfeatures=FEATURES, fastThreshold=threshold)
+        points, descriptors = orb.detectAndCompute(gray, None)
+        if descriptors is not None and len(points) > len(found):
+            found = Keypoints(np.array([p.pt for p in points], np.float32), descriptors)
+        if len(found) >= FEATURES // 2:
+            break
+    return found
+
+
+def inliers(query: Keypoints, reference: Keypoints) -> int:
+    """How many distinct reference keypoints one similarity transform (rotation, scale, shift) maps
+    the query's matching keypoints onto: 0-5 for unrelated images, dozens for a copy."""
+    import cv2
+
+    if len(query) < 2 or len(reference) < 2:
+        return 0
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, reference.descriptors, k=2)
+    best: dict[int, Any] = {}  # one query keypoint per reference keypoint: repeats are not evidence
+    for pair in pairs:
+        if len(pair) == 2 and pair[0].distance < _RATIO * pair[1].distance and pair[0].distance <= _MAX_HAMMING:
+            m = pair[0]
+            if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
+                best[m.trainIdx] = m
+    if len(best) < 4:
+        return 0
+    good = list(best.values())
+    source = query.points[[m.queryIdx for m in good]]
+    target = reference.points[[m.trainIdx for m in good]]
+    _, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX)
+    return 0 if mask is None else int(mask.sum())
