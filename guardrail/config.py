@@ -43,9 +43,25 @@ class AuditConfig(_Strict):
     """`guardrail audit purge` erases personal data older than this (hashes stay)."""
 
 
+class EmbeddingConfig(_Strict):
+    """The CLIP model (open-clip-torch) for the embedding tier and prompt concepts. Weights come only
+    from `checkpoint`, a local file; without one the tier is off (with a warning)."""
+
+    model: str = "ViT-B-32"
+    checkpoint: str | None = None
+    random_weights: bool = False
+    """Random weights, for tests of the mechanics only: their embeddings carry no meaning."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda, cuda:1, ..."""
+    half: bool = True
+    """fp16 on a GPU (ignored on the CPU)."""
+    batch_size: int = Field(default=16, ge=1)
+
+
 class ScreeningConfig(_Strict):
     reference_sets: dict[str, str] = {}
     """Name -> folder of a reference set built with `guardrail refs add`."""
+    embedding: EmbeddingConfig | None = None
 
 
 class GuardConfig(_Strict):

@@ -33,8 +33,10 @@ from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
 from guardrail.provenance.signing import ImageSigner, SignedImage, sign_call
 from guardrail.request import GenerationRequest, Governance, GuardedResult
+from guardrail.screening.concepts import ConceptScreen
+from guardrail.screening.embeddings import ImageEmbedder, embedder_from_config
 from guardrail.screening.refsets import ReferenceSet
-from guardrail.screening.screen import Match, apply_matches, screen, summary
+from guardrail.screening.screen import Match, apply_matches, check_embeddings, screen, summary
 
 OnDeny = Literal["raise", "return"]
 log = logging.getLogger("guardrail")
@@ -65,6 +67,7 @@ class Guard:
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 60.0,
         reference_sets: dict[str, ReferenceSet | str | Path] | None = None,
+        embedder: ImageEmbedder | None = None,
         base_dir: str | Path | None = None,
     ) -> None:
         self.on_deny = on_deny
@@ -75,6 +78,9 @@ class Guard:
             name: refset if isinstance(refset, ReferenceSet) else ReferenceSet.open(refset)
             for name, refset in (reference_sets or {}).items()
         }
+        self.embedder = embedder
+        check_embeddings(self.reference_sets, embedder)
+        self._concepts = ConceptScreen(embedder) if embedder is not None else None
         self._source: PolicySource | None = None
         if isinstance(policy, Policy):
             self._engine = PolicyEngine(policy)
@@ -116,6 +122,11 @@ class Guard:
             raise ConfigError(
                 f"policy {policy.name!r} screens against unknown reference set {unknown[0]!r} "
                 f"(configured: {configured}); add it under screening.reference_sets in guardrail.yaml"
+            )
+        if policy.screening.concepts and self._concepts is None:
+            raise ConfigError(
+                f"policy {policy.name!r} has prompt concept rules but no embedding model is configured: add "
+                "screening.embedding (model and checkpoint) to guardrail.yaml or pass embedder= to Guard"
             )
         if policy.provenance.required and self.signer is None:
             raise ConfigError(
@@ -171,6 +182,7 @@ class Guard:
             checkpoint_every=audit.checkpoint_every,
             checkpoint_interval_s=audit.checkpoint_interval_s,
             reference_sets={name: config.path(folder) for name, folder in config.screening.reference_sets.items()},
+            embedder=embedder_from_config(config.screening.embedding, config.path),
             policy=config.path(config.policy),
             environment=config.environment,
             reload=config.reload,
@@ -245,11 +257,14 @@ class Guard:
         with clock("policy"):
             decision = engine.evaluate(request)
         screening = engine.policy.screening
+        if decision.allowed and screening.concepts and self._concepts is not None:
+            with clock("concepts"):
+                decision = decision.with_fired(self._concepts.fired(request.prompts, screening.concepts))
         inputs = [i.image for i in request.input_images if i.image is not None]
         notes: dict[str, Any] = {}
         if decision.allowed and screening.sets and screening.inputs and inputs:
             with clock("screen_inputs"):
-                found = screen(inputs, screening.sets, self.reference_sets)
+                found = screen(inputs, screening.sets, self.reference_sets, self.embedder)
             decision = apply_matches(decision, found, "input")
             notes["screening"] = {"inputs": summary(found)}
         if decision.allowed and engine.policy.quotas:
@@ -274,7 +289,7 @@ class Guard:
         matches: list[list[Match]] = [[] for _ in images]
         if screening.sets:
             with clock("screen_outputs"):
-                matches = screen(images, screening.sets, self.reference_sets)
+                matches = screen(images, screening.sets, self.reference_sets, self.embedder)
             decision = apply_matches(decision, matches, "output")
             notes["screening"] = {**notes.get("screening", {}), "outputs": summary(matches)}
             if not decision.allowed:  # a blocked output: every image of the call is withheld

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from guardrail.cli.common import ConfigOption
 from guardrail.cli.output import JsonOption, console, emit, emit_one
 
 app = typer.Typer(help="Protected reference sets (logos, characters, artworks, your own assets).", no_args_is_help=True)
@@ -14,6 +15,17 @@ app = typer.Typer(help="Protected reference sets (logos, characters, artworks, y
 Root = Annotated[
     Path, typer.Option("--root", envvar="GUARDRAIL_REFS", help="Folder that holds the sets.", file_okay=False)
 ]
+
+
+def _embedder(config: Path) -> Any:
+    """The embedding model guardrail.yaml configures, if any (None: hashes and keypoints only)."""
+    from guardrail.config import load_config
+    from guardrail.screening.embeddings import embedder_from_config
+
+    if not config.exists():
+        return None
+    settings = load_config(config)
+    return embedder_from_config(settings.screening.embedding, settings.path)
 
 
 @app.command()
@@ -25,9 +37,11 @@ def add(
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into folders.")] = False,
     root: Root = Path(".guardrail/refs"),
+    config: ConfigOption = Path("guardrail.yaml"),
 ) -> None:
-    """Add images to a reference set, with a progress bar. Images are size-limited before decoding.
-    Writes the set's files.
+    """Add images to a reference set, with a progress bar: perceptual hashes, keypoints and, when
+    guardrail.yaml configures an embedding model, CLIP embeddings. Images are size-limited before
+    decoding. Writes the set's files.
 
     Example: guardrail refs add brand-logos assets/logos --recursive --label "ACME logo"
     """
@@ -39,11 +53,15 @@ def add(
     if not files:
         raise typer.BadParameter("no image files found", param_hint="PATHS")
     folder = root / name
+    embedder = _embedder(config)
     refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.create(folder, name)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"fingerprinting into {name}", total=len(files))
-        added = refset.add(((label or f.stem, str(f), f) for f in files), progress=lambda: progress.advance(task))
-    console.print(f"added {len(added)} images to {name} ({len(refset.entries)} in all) at {folder}")
+        added = refset.add(
+            ((label or f.stem, str(f), f) for f in files), progress=lambda: progress.advance(task), embedder=embedder
+        )
+    embedded = f", embedded with {embedder.identity}" if embedder is not None else ""
+    console.print(f"added {len(added)} images to {name} ({len(refset.entries)} in all) at {folder}{embedded}")
 
 
 @app.command("list")
@@ -93,7 +111,11 @@ def match_(
     min_inliers: Annotated[
         int, typer.Option("--min-inliers", help="Agreeing keypoints (0 turns the keypoint tier off).", min=0)
     ] = 10,
+    min_similarity: Annotated[
+        float, typer.Option("--min-similarity", help="CLIP cosine similarity (sets built with a model).", min=-1, max=1)
+    ] = 0.92,
     root: Root = Path(".guardrail/refs"),
+    config: ConfigOption = Path("guardrail.yaml"),
     as_json: JsonOption = False,
 ) -> None:
     """Match images against reference sets: per image, each match's set, reference id, label, method,
@@ -104,18 +126,20 @@ def match_(
     """
     from guardrail.images import open_image
     from guardrail.screening.refsets import ReferenceSet
-    from guardrail.screening.screen import Query, Thresholds, match
+    from guardrail.screening.screen import Query, Thresholds, check_embeddings, match
 
     names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
     sets = [ReferenceSet.open(root / name) for name in names]
-    rule = Thresholds(max_distance, min_inliers or None, None, action="match")
+    rule = Thresholds(max_distance, min_inliers or None, min_similarity, action="match")
+    embedder = _embedder(config) if any(refset.embedding for refset in sets) else None
+    check_embeddings({refset.name: refset for refset in sets}, embedder)
     any_match = False
     for path in images:
         try:
             image = open_image(path)
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"{path}: {exc}", param_hint="IMAGES") from None
-        query = Query(image)
+        query = Query(image, embedder.embed_images([image])[0] if embedder is not None else None)
         found = [m for refset in sets for m in match(query, refset, rule)]
         any_match |= bool(found)
         result = {

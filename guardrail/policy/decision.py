@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Outcome = Literal["allow", "modify", "deny"]
@@ -62,6 +63,16 @@ class Decision:
     @property
     def messages(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.message for rule in self.fired if rule.message))
+
+    def with_fired(self, fired: Sequence[FiredRule]) -> Decision:
+        """This decision after later checks (screening, concepts) fired more rules: a deny among them
+        overrides (the flags already raised stay), flags are added."""
+        if not fired:
+            return self
+        if any(rule.effect == "deny" for rule in fired):
+            flags = tuple(rule for rule in self.fired if rule.effect == "flag")
+            return Decision("deny", (*flags, *fired), quotas=self.quotas)
+        return replace(self, fired=(*self.fired, *fired))
 
     def modified(self) -> dict[str, Any]:
         """Field -> value after modification."""

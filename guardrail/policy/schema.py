@@ -167,8 +167,8 @@ class ScreeningSet(_Strict):
     """How one protected reference set is used: an image that matches a reference by any method is
     blocked (image withheld), flagged (returned, marked) or sent to review."""
 
-    max_distance: int = Field(default=12, ge=0, le=32)
-    """pHash: at most this many of 64 bits differ (from the image or its mirror)."""
+    max_distance: int | None = Field(default=12, ge=0, le=32)
+    """pHash: at most this many of 64 bits differ (from the image or its mirror); null turns it off."""
     min_inliers: int | None = Field(default=10, ge=4)
     """Keypoints: at least this many keypoints agree under one rotation/scale/shift; null turns it off."""
     min_similarity: float | None = Field(default=0.92, ge=-1, le=1)
@@ -176,9 +176,23 @@ class ScreeningSet(_Strict):
     action: Literal["block", "flag", "review"] = "block"
 
 
+class ConceptRule(_Strict):
+    """Deny or flag prompts whose meaning is close to any of `concepts`: the cosine similarity of the
+    CLIP text embeddings of prompt and concept is at least `min_similarity`. Needs the embedding model
+    configured in guardrail.yaml (a Guard without one refuses such a policy)."""
+
+    id: RuleId
+    concepts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    min_similarity: float = Field(ge=-1, le=1)
+    effect: Literal["deny", "flag"] = "deny"
+    message: str = ""
+
+
 class ScreeningPolicy(_Strict):
     sets: dict[str, ScreeningSet] = {}
     """Reference set name (configured in guardrail.yaml) -> how it is used."""
+    concepts: list[ConceptRule] = []
+    """Prompt rules by meaning, checked before generation."""
     inputs: bool = True
     """Screen input images (img2img, inpaint, ControlNet) before generation too."""
 

@@ -10,7 +10,8 @@ Tiers, cheapest first; a reference is reported once, by the first tier that matc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import logging
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
 if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
 
+log = logging.getLogger("guardrail.screening")
+
 CANDIDATES = 16
 """References per image and set that the keypoint tier verifies: bounds its cost on large sets."""
 
@@ -32,7 +35,7 @@ CANDIDATES = 16
 class Thresholds:
     """How close counts as a match, per method (None turns a tier off), and what a match does."""
 
-    max_distance: int = 12
+    max_distance: int | None = 12
     min_inliers: int | None = 10
     min_similarity: float | None = 0.92
     action: str = "block"
@@ -100,9 +103,10 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
     by_direct = hamming(direct, refset.hashes[:, 0])
     by_mirror = hamming(mirrored, refset.hashes[:, 0])  # a flipped copy of a reference
     distance = np.minimum(by_direct, by_mirror)
-    hits = np.flatnonzero(distance <= rule.max_distance)
+    limit = -1 if rule.max_distance is None else rule.max_distance
+    hits = np.flatnonzero(distance <= limit)
     matches = [
-        found(int(i), "phash" if by_direct[i] <= by_mirror[i] else "phash-mirror", int(distance[i]), rule.max_distance)
+        found(int(i), "phash" if by_direct[i] <= by_mirror[i] else "phash-mirror", int(distance[i]), limit)
         for i in hits[np.argsort(distance[hits], kind="stable")]
     ]
     matched = set(hits.tolist())
@@ -141,15 +145,28 @@ def screen(
     embeddings: list[np.ndarray | None] = [None] * len(images)
     with_vectors = [refsets[name] for name in sets if refsets[name].embeddings is not None]
     if embedder is not None and with_vectors:
-        for refset in with_vectors:
-            if refset.embedding != embedder.identity:
-                raise ReferenceSetError(
-                    f"{refset.folder}: holds embeddings of {refset.embedding}, the configured model is "
-                    f"{embedder.identity}; rebuild the set with it"
-                )
+        check_embeddings({refset.name: refset for refset in with_vectors}, embedder)
         embeddings = list(embedder.embed_images(images))
     queries = [Query(image, vector) for image, vector in zip(images, embeddings, strict=True)]
     return [[m for name, rule in sets.items() for m in match(query, refsets[name], rule)] for query in queries]
+
+
+def check_embeddings(refsets: dict[str, ReferenceSet], embedder: ImageEmbedder | None) -> None:
+    """Refuse sets whose embeddings another model made; warn where a set's embeddings go unused."""
+    for name, refset in refsets.items():
+        if refset.embedding is None:
+            continue
+        if embedder is None:
+            log.warning(
+                "reference set %s holds %s embeddings but no embedding model is configured: its CLIP tier is off",
+                name,
+                refset.embedding,
+            )
+        elif refset.embedding != embedder.identity:
+            raise ReferenceSetError(
+                f"{refset.folder}: holds embeddings of {refset.embedding}, the configured model is "
+                f"{embedder.identity}; rebuild the set with it (embeddings of two models cannot be compared)"
+            )
 
 
 def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) -> Decision:
@@ -164,12 +181,7 @@ def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) ->
                 f"{'blocked' if effect == 'deny' else m.action}: resembles protected {m.set} reference {m.label!r}"
             )
             fired.append(FiredRule(f"screening.{m.set}", effect, message, detail))
-    if not fired:
-        return decision
-    if any(rule.effect == "deny" for rule in fired):
-        flags = tuple(rule for rule in decision.fired if rule.effect == "flag")
-        return Decision("deny", (*flags, *fired), quotas=decision.quotas)
-    return replace(decision, fired=(*decision.fired, *fired))
+    return decision.with_fired(fired)
 
 
 def summary(matches: list[list[Match]]) -> list[list[dict[str, Any]]]:

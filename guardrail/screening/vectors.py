@@ -1,0 +1,106 @@
+"""Nearest reference embeddings by cosine similarity: exact (one matrix product) while a set is
+small, an approximate index (faiss IVF with 8-bit scalar quantisation) once it is large. The switch is
+automatic, at ANN_MIN vectors; faiss was chosen over usearch by bench/screening_speed.py (recall and
+memory at 1M vectors)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+ANN_MIN = 100_000
+"""Sets with at least this many embeddings are searched through the approximate index."""
+NPROBE = 16
+
+
+class VectorIndex(Protocol):
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices, cosine similarities) of the k nearest rows, nearest first."""
+        ...
+
+
+class ExactIndex:
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        similarity = self.vectors @ vector
+        k = min(k, len(similarity))
+        top = np.argpartition(-similarity, k - 1)[:k]
+        top = top[np.argsort(-similarity[top])]
+        return top, similarity[top]
+
+
+class ApproximateIndex:
+    """faiss IndexIVFScalarQuantizer (inner product on normalised vectors = cosine): about 0.5 KB per
+    512-d vector, built in about a minute per million on two cores, saved beside the set."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, seed: int = 0) -> ApproximateIndex:
+        import faiss
+
+        n, dim = vectors.shape
+        lists = max(1, int(4 * np.sqrt(n)))
+        index = faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(dim), dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        rng = np.random.default_rng(seed)
+        index.train(vectors[rng.choice(n, min(n, 50 * lists), replace=False)])
+        index.add(vectors)
+        index.nprobe = NPROBE
+        return cls(index)
+
+    @classmethod
+    def load(cls, path: Path) -> ApproximateIndex:
+        import faiss
+
+        index = faiss.read_index(str(path))
+        faiss.extract_index_ivf(index).nprobe = NPROBE
+        return cls(index)
+
+    def save(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        similarity, indices = self.index.search(vector[None, :].astype(np.float32), k)
+        keep = indices[0] >= 0
+        return indices[0][keep], similarity[0][keep]
+
+
+_cache: weakref.WeakKeyDictionary[Any, tuple[int, VectorIndex]] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def index_for(refset: Any) -> VectorIndex:
+    """The index over a set's embeddings, built once per loaded set (and, when approximate, saved in
+    the set's folder as ann-<content hash>.faiss so the next process loads it)."""
+    vectors = refset.embeddings
+    with _lock:
+        cached = _cache.get(refset)
+        if cached is not None and cached[0] == id(vectors):
+            return cached[1]
+        index: VectorIndex
+        if len(vectors) < ANN_MIN:
+            index = ExactIndex(vectors)
+        else:
+            path = Path(refset.folder) / f"ann-{hashlib.sha256(vectors.tobytes()).hexdigest()[:16]}.faiss"
+            if path.exists():
+                index = ApproximateIndex.load(path)
+            else:
+                approximate = ApproximateIndex.build(vectors)
+                for stale in Path(refset.folder).glob("ann-*.faiss"):
+                    stale.unlink()
+                approximate.save(path)
+                index = approximate
+        _cache[refset] = (id(vectors), index)
+        return index
