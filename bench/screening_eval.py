@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from guardrail.screening.hashes import hamming
 from guardrail.screening.keypoints import inliers
 from guardrail.screening.refsets import ReferenceSet
-from guardrail.screening.screen import Query, Thresholds
+from guardrail.screening.screen import CANDIDATES, Query, Thresholds, match
 
 PHOTOS = [
     "astronaut", "camera", "chelsea", "coffee", "coins", "horse", "moon", "page", "rocket", "brick", "grass",
@@ -164,9 +164,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", type=int, default=6, help="augmented copies per reference and family")
     parser.add_argument("--patches", type=int, default=600, help="random patches added to the negatives")
+    parser.add_argument(
+        "--distractors", type=int, default=0, help="instead: screen with guardrail's defaults against a set padded "
+        "with this many references (patches of a third group of photos), as a large set would be"
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(0)
     photos = load_photos()
+    if args.distractors:
+        at_scale(photos, args.distractors, args.variants, args.patches, rng)
+        return
     names = sorted(photos)
     protected, others = names[::2], names[1::2]
     folder = tempfile.mkdtemp(prefix="screening-eval-")
@@ -227,6 +234,53 @@ def main() -> None:
         everything += scores
         print(row(family, np.array(scores), cuts, defaults) + ("  (goal 99 %)" if family in EASY else ""))
     print(row("overall", np.array(everything), cuts, defaults) + "  (goal 95 %)")
+
+
+def at_scale(photos: dict[str, Image.Image], distractors: int, variants: int, patches: int, rng: random.Random) -> None:
+    """TPR and FPR of the screen as guardrail runs it (default thresholds, keypoints verified on at most
+    CANDIDATES references per image) when the protected photos hide among many other references."""
+    names = sorted(photos)
+    protected, others, padding = names[::3], names[1::3], names[2::3]
+    refset = ReferenceSet.create(tempfile.mkdtemp(prefix="screening-eval-"), "eval")
+    started = time.perf_counter()
+    refset.add((name, name, png(photos[name])) for name in protected)
+    extra = []
+    for i in range(distractors):
+        source = photos[padding[i % len(padding)]]
+        side = rng.randint(48, min(source.size))
+        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
+        patch = source.crop((x, y, x + side, y + side))
+        extra.append((f"distractor{i}", "eval", png(patch.resize((max(32, side // 2), max(32, side // 2))))))
+    refset.add(extra)
+    built = time.perf_counter() - started
+    rule = Thresholds()
+
+    def hit(image: Image.Image) -> bool:
+        """A protected photo is among the matches (matching a distractor is neither a hit nor a false hit)."""
+        return any(m.label in protected for m in match(Query(image), refset, rule))
+
+    started = time.perf_counter()
+    results = {
+        family: [hit(augment(photos[name], rng)) for name in protected for _ in range(variants)]
+        for family, augment in FAMILIES.items()
+    }
+    elapsed = time.perf_counter() - started
+    negatives = [hit(augment(photos[n], rng)) for n in others for augment in FAMILIES.values()]
+    for _ in range(patches):
+        source = photos[rng.choice(others)]
+        side = rng.randint(32, max(33, min(source.size) // 2))
+        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
+        negatives.append(hit(source.crop((x, y, x + side, y + side))))
+    queries = sum(map(len, results.values()))
+    print(
+        f"{len(protected)} protected photos among {len(refset.entries):,} references (built in {built:.0f} s); "
+        f"defaults: pHash <= {rule.max_distance}, keypoints >= {rule.min_inliers} on <= {CANDIDATES} candidates"
+    )
+    print(f"{queries} queries, {elapsed / queries * 1000:.0f} ms each; false-positive rate {np.mean(negatives):.2%} "
+          f"on {len(negatives)} negatives")  # fmt: skip
+    for family, found in results.items():
+        print(f"{family:<22}{np.mean(found):>8.1%}")
+    print(f"{'overall':<22}{np.mean([f for v in results.values() for f in v]):>8.1%}")
 
 
 def row(family: str, s: np.ndarray, cuts: dict[float, tuple[int, int, int, int]], defaults: Thresholds) -> str:

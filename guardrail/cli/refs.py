@@ -28,6 +28,18 @@ def _embedder(config: Path) -> Any:
     return embedder_from_config(settings.screening.embedding, settings.path)
 
 
+def _prepare_indexes(refset: Any) -> None:
+    """Build a large set's search indexes now, so that screening processes only load them."""
+    from guardrail.screening.screen import CANDIDATES
+    from guardrail.screening.vectors import index_for
+
+    with console.status(f"indexing {refset.name}"):
+        if len(refset.entries) > CANDIDATES:
+            refset.keypoint_index()
+        if refset.embeddings is not None:
+            index_for(refset)
+
+
 @app.command()
 def add(
     name: Annotated[str, typer.Argument(help="The set (created when new).")],
@@ -60,6 +72,7 @@ def add(
         added = refset.add(
             ((label or f.stem, str(f), f) for f in files), progress=lambda: progress.advance(task), embedder=embedder
         )
+    _prepare_indexes(refset)
     embedded = f", embedded with {embedder.identity}" if embedder is not None else ""
     console.print(f"added {len(added)} images to {name} ({len(refset.entries)} in all) at {folder}{embedded}")
 
@@ -97,9 +110,11 @@ def remove(
     """
     from guardrail.screening.refsets import ReferenceSet
 
-    removed = ReferenceSet.open(root / name).remove(ids)
+    refset = ReferenceSet.open(root / name)
+    removed = refset.remove(ids)
     if not removed:
         raise typer.BadParameter(f"no reference in {name} matches {', '.join(ids)}", param_hint="IDS")
+    _prepare_indexes(refset)
     console.print(f"removed {removed} references from {name}")
 
 
@@ -107,7 +122,7 @@ def remove(
 def match_(
     images: Annotated[list[Path], typer.Argument(help="Images to check.")],
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Only these sets (default: all).")] = None,
-    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 12,
+    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 10,
     min_inliers: Annotated[
         int, typer.Option("--min-inliers", help="Agreeing keypoints (0 turns the keypoint tier off).", min=0)
     ] = 10,

@@ -167,7 +167,7 @@ class ScreeningSet(_Strict):
     """How one protected reference set is used: an image that matches a reference by any method is
     blocked (image withheld), flagged (returned, marked) or sent to review."""
 
-    max_distance: int | None = Field(default=12, ge=0, le=32)
+    max_distance: int | None = Field(default=10, ge=0, le=32)
     """pHash: at most this many of 64 bits differ (from the image or its mirror); null turns it off."""
     min_inliers: int | None = Field(default=10, ge=4)
     """Keypoints: at least this many keypoints agree under one rotation/scale/shift; null turns it off."""

@@ -78,3 +78,58 @@ def inliers(query: Keypoints, reference: Keypoints) -> int:
     target = reference.points[[m.trainIdx for m in good]]
     _, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX)
     return 0 if mask is None else int(mask.sum())
+
+
+class KeypointIndex:
+    """All keypoint descriptors of a set in one binary inverted-file index (faiss IndexBinaryIVF):
+    each query keypoint votes for the reference owning its nearest descriptor, and the references
+    with the most votes become candidates. This finds a cropped or rotated copy among thousands of
+    references, where the global hash no longer ranks it near the top."""
+
+    def __init__(self, index: Any, offsets: np.ndarray) -> None:
+        self.index, self.offsets = index, offsets
+
+    @classmethod
+    def build(cls, descriptors: np.ndarray, offsets: np.ndarray, *, seed: int = 0) -> KeypointIndex:
+        import faiss
+
+        lists = int(np.clip(len(descriptors) // 1000, 16, 4096))
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
+        rng = np.random.default_rng(seed)
+        sample = descriptors[rng.choice(len(descriptors), min(len(descriptors), 40 * lists), replace=False)]
+        index.train(sample)
+        index.add(descriptors)
+        index.nprobe = 2
+        return cls(index, offsets)
+
+    @classmethod
+    def loader(cls, offsets: np.ndarray) -> Any:
+        def load(path: Any) -> KeypointIndex:
+            import faiss
+
+            index: Any = faiss.read_index_binary(str(path))
+            index.nprobe = 2
+            return cls(index, offsets)
+
+        return load
+
+    def save(self, path: Any) -> None:
+        import faiss
+
+        faiss.write_index_binary(self.index, str(path))
+
+    def vote(self, query: Keypoints, mirrored: Keypoints, *, limit: int) -> list[tuple[int, bool]]:
+        """(reference, whether the mirror image voted for it) for the references with the most query
+        keypoints nearest to theirs, from the image's keypoints and its mirror image's."""
+        if not len(query) and not len(mirrored):
+            return []
+        distances, rows = self.index.search(np.vstack([query.descriptors, mirrored.descriptors]), 1)
+        owners = np.searchsorted(self.offsets, rows[:, 0], side="right") - 1
+        close = (distances[:, 0] <= _MAX_HAMMING) & (rows[:, 0] >= 0)
+        size = len(self.offsets) - 1
+        split = len(query)
+        direct = np.bincount(owners[:split][close[:split]], minlength=size)
+        flipped = np.bincount(owners[split:][close[split:]], minlength=size)
+        votes = np.maximum(direct, flipped)
+        top = np.argsort(-votes, kind="stable")[:limit]
+        return [(int(i), bool(flipped[i] > direct[i])) for i in top if votes[i] >= 2]

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from guardrail.errors import ConfigError
+from guardrail.screening.derived import derived_index
 from guardrail.screening.hashes import FINGERPRINT, fingerprint
-from guardrail.screening.keypoints import KEYPOINTS, Keypoints, extract
+from guardrail.screening.keypoints import KEYPOINTS, KeypointIndex, Keypoints, extract
 
 if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
@@ -119,6 +120,18 @@ class ReferenceSet:
     def keypoints(self, index: int) -> Keypoints:
         start, stop = self._offsets[index], self._offsets[index + 1]
         return Keypoints(self._points[start:stop], self._descriptors[start:stop])
+
+    def keypoint_index(self) -> KeypointIndex:
+        """The vote index over every reference's keypoints (built on first use, saved in the folder)."""
+        descriptors, offsets = self._descriptors, self._offsets
+        return derived_index(
+            self,
+            "keypoints",
+            descriptors,
+            lambda: KeypointIndex.build(descriptors, offsets),
+            load=KeypointIndex.loader(offsets),
+            save=KeypointIndex.save,
+        )
 
     def save(self) -> None:
         """Write every file atomically, refset.json last (a crash leaves the old set or the new one:

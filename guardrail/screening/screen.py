@@ -5,7 +5,8 @@ Tiers, cheapest first; a reference is reported once, by the first tier that matc
   phash      Hamming distance of the pHash (or of the mirror image's) <= max_distance
   clip       cosine similarity of CLIP image embeddings >= min_similarity (when a model is configured)
   keypoints  ORB keypoints that one similarity transform maps onto the reference >= min_inliers,
-             checked on at most CANDIDATES references per image (the closest by hash and embedding)
+             checked on at most CANDIDATES references per image: in a larger set, those with the most
+             keypoints near the image's (a vote), then the closest by embedding and by hash
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CANDIDATES = 16
 class Thresholds:
     """How close counts as a match, per method (None turns a tier off), and what a match does."""
 
-    max_distance: int | None = 12
+    max_distance: int | None = 10
     min_inliers: int | None = 10
     min_similarity: float | None = 0.92
     action: str = "block"
@@ -110,7 +111,9 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
         for i in hits[np.argsort(distance[hits], kind="stable")]
     ]
     matched = set(hits.tolist())
-    ranked = [int(i) for i in np.argsort(distance, kind="stable")[: CANDIDATES + len(matched)]]
+    large = len(refset.entries) > CANDIDATES
+    # candidates for the keypoint tier, each with the directions worth verifying (None: both)
+    order: list[tuple[int, bool | None]] = []
     if refset.embeddings is not None and query.embedding is not None and rule.min_similarity is not None:
         from guardrail.screening.vectors import index_for
 
@@ -119,18 +122,30 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
             if s >= rule.min_similarity and i not in matched:
                 matches.append(found(i, "clip", round(float(s), 4), rule.min_similarity))
                 matched.add(i)
-        ranked = [*indices.tolist(), *ranked]  # closest by meaning first, then by hash
-    if rule.min_inliers is not None:
-        candidates = list(dict.fromkeys(i for i in ranked if i not in matched))[:CANDIDATES]
-        for i in candidates:
-            reference = refset.keypoints(i)
-            if len(reference) < rule.min_inliers:
-                continue
-            count, method = inliers(query.keypoints, reference), "keypoints"
-            if count < rule.min_inliers:
-                count, method = inliers(query.mirrored_keypoints, reference), "keypoints-mirror"
+        order += [(i, None) for i in indices.tolist()]
+    if rule.min_inliers is None:
+        return matches
+    if large:  # keypoints vote: finds crops and rotations that neither hash nor embedding ranks high
+        voted = refset.keypoint_index().vote(query.keypoints, query.mirrored_keypoints, limit=CANDIDATES // 2)
+        order = [*voted, *order]
+    # in a large set the hash ranks few true candidates beyond its own matches: votes do, so fewer from it
+    by_hash = (CANDIDATES // 4 if large else CANDIDATES) + len(matched)
+    closest = np.argsort(distance, kind="stable")[:by_hash].tolist()
+    order += [(i, bool(by_mirror[i] < by_direct[i]) if large else None) for i in closest]
+    checks: dict[int, set[bool]] = {}
+    for i, flip in order:
+        if i in matched or (i not in checks and len(checks) == CANDIDATES):
+            continue
+        checks.setdefault(i, set()).update((False, True) if flip is None else (flip,))
+    for i, directions in checks.items():
+        reference = refset.keypoints(i)
+        if len(reference) < rule.min_inliers:
+            continue
+        for mirrored in sorted(directions):
+            count = inliers(query.mirrored_keypoints if mirrored else query.keypoints, reference)
             if count >= rule.min_inliers:
-                matches.append(found(i, method, count, rule.min_inliers))
+                matches.append(found(i, "keypoints-mirror" if mirrored else "keypoints", count, rule.min_inliers))
+                break
     return matches
 
 

@@ -5,13 +5,12 @@ memory at 1M vectors)."""
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from guardrail.screening.derived import derived_index
 
 ANN_MIN = 100_000
 """Sets with at least this many embeddings are searched through the approximate index."""
@@ -77,30 +76,17 @@ class ApproximateIndex:
         return indices[0][keep], similarity[0][keep]
 
 
-_cache: weakref.WeakKeyDictionary[Any, tuple[int, VectorIndex]] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
 def index_for(refset: Any) -> VectorIndex:
-    """The index over a set's embeddings, built once per loaded set (and, when approximate, saved in
-    the set's folder as ann-<content hash>.faiss so the next process loads it)."""
+    """The index over a set's embeddings: exact below ANN_MIN, else approximate (saved in the set's
+    folder as ann-<content hash>.faiss so the next process loads it)."""
     vectors = refset.embeddings
-    with _lock:
-        cached = _cache.get(refset)
-        if cached is not None and cached[0] == id(vectors):
-            return cached[1]
-        index: VectorIndex
-        if len(vectors) < ANN_MIN:
-            index = ExactIndex(vectors)
-        else:
-            path = Path(refset.folder) / f"ann-{hashlib.sha256(vectors.tobytes()).hexdigest()[:16]}.faiss"
-            if path.exists():
-                index = ApproximateIndex.load(path)
-            else:
-                approximate = ApproximateIndex.build(vectors)
-                for stale in Path(refset.folder).glob("ann-*.faiss"):
-                    stale.unlink()
-                approximate.save(path)
-                index = approximate
-        _cache[refset] = (id(vectors), index)
-        return index
+    if len(vectors) < ANN_MIN:
+        return derived_index(refset, "exact", vectors, lambda: ExactIndex(vectors))
+    return derived_index(
+        refset,
+        "ann",
+        vectors,
+        lambda: ApproximateIndex.build(vectors),
+        load=ApproximateIndex.load,
+        save=ApproximateIndex.save,
+    )

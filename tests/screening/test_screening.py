@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,36 @@ def test_policy_validate_checks_reference_sets_against_the_config(tmp_path: Path
     assert f"{policy}:5:5: screening.sets.logos: unknown reference set 'logos'" in err.replace("\n", "")
     policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n")
     assert run(capsys, "policy", "validate", str(policy), "--config", str(config))[0] == 0
+
+
+def test_large_sets_find_crops_through_the_keypoint_vote(tmp_path: Path, caplog) -> None:
+    import random
+
+    from guardrail.screening.screen import CANDIDATES
+
+    rng = random.Random(0)
+    refs = ReferenceSet.create(tmp_path / "large")
+    padding = []
+    for i in range(40):  # other references: patches of photos that are never queried here
+        source = photo(("camera", "moon", "page")[i % 3])
+        side = rng.randint(96, min(source.size))
+        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
+        padding.append((f"patch{i}", "test", png(source.crop((x, y, x + side, y + side)))))
+    refs.add([*padding, *((name, name, png(photo(name))) for name in PROTECTED)])
+    assert len(refs.entries) > CANDIDATES
+    for name in PROTECTED:
+        found = match(crop_and_rotate(photo(name)), refs, Thresholds())
+        assert [(m.label, m.method) for m in found] == [(name, "keypoints")]
+        flipped = match(ImageOps.mirror(crop_and_rotate(photo(name))), refs, Thresholds())
+        assert [(m.label, m.method) for m in flipped] == [(name, "keypoints-mirror")]
+    for name in ("rocket", "horse", "coins"):
+        assert match(crop_and_rotate(photo(name)), refs, Thresholds()) == []
+    [saved] = refs.folder.glob("keypoints-*.faiss")  # the next process loads it instead of building
+    again = ReferenceSet.open(refs.folder)
+    assert [m.label for m in match(crop_and_rotate(photo("coffee")), again, Thresholds())] == ["coffee"]
+    assert list(refs.folder.glob("keypoints-*.faiss")) == [saved]
+    loaded = ReferenceSet.open(refs.folder)
+    shutil.rmtree(refs.folder)  # the folder cannot be written (gone): the index lives in memory, with a warning
+    with caplog.at_level("WARNING", logger="guardrail.screening"):
+        assert [m.label for m in match(crop_and_rotate(photo("chelsea")), loaded, Thresholds())] == ["chelsea"]
+    assert "could not save the keypoints index" in caplog.text
