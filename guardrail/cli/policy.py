@@ -35,21 +35,28 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")],
     env: EnvOption = None,
     config: Annotated[
-        Path, typer.Option("--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml: its reference sets.")
+        Path,
+        typer.Option(
+            "--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml: its reference sets and embedding model."
+        ),
     ] = Path("guardrail.yaml"),
 ) -> None:
     """Check policy files; every problem of every file is printed with file, line, column and field,
-    including reference sets the policy screens with but guardrail.yaml (when present) does not define.
+    including reference sets the policy screens with but guardrail.yaml (when present) does not define,
+    and concept rules without the embedding model they need.
 
     Example: guardrail policy validate policies/*.yaml --env prod
     """
     from guardrail.policy.load import load_policy, locate, read_text_file, read_yaml
 
-    known = None
+    known, embedding = None, True
     if config.exists():
         from guardrail.config import load_config
 
-        known = set(load_config(config).screening.reference_sets)
+        screening = load_config(config).screening
+        known = set(screening.reference_sets)
+        model = screening.embedding
+        embedding = model is not None and (model.checkpoint is not None or model.random_weights)
     problems: list[Problem] = []
     for file in files:
         try:
@@ -58,14 +65,25 @@ def validate(
             problems += exc.problems
             continue
         unknown = sorted(set(policy.screening.sets) - known) if known is not None else []
-        if unknown:
-            data = read_yaml(read_text_file(file), str(file))
-            for name in unknown:
-                line, column = locate(data, ["screening", "sets", name])
-                message = (
-                    f"unknown reference set {name!r} (defined in {config}: {', '.join(sorted(known or [])) or 'none'})"
+        found: list[tuple[list[str], str]] = [
+            (
+                ["screening", "sets", name],
+                f"unknown reference set {name!r} (defined in {config}: {', '.join(sorted(known or [])) or 'none'})",
+            )
+            for name in unknown
+        ]
+        if policy.screening.concepts and not embedding:
+            found.append(
+                (
+                    ["screening", "concepts"],
+                    f"concept rules need an embedding model with a checkpoint (screening.embedding in {config})",
                 )
-                problems.append(Problem(message, str(file), line, column, f"screening.sets.{name}"))
+            )
+        if found:
+            data = read_yaml(read_text_file(file), str(file))
+            for path, message in found:
+                line, column = locate(data, path)
+                problems.append(Problem(message, str(file), line, column, ".".join(path)))
             continue
         summary = f"policy {policy.name!r}, {len(policy.rules)} rules, version {policy.version[:12]}"
         console.print(f"[green]ok[/green] {file}: {summary}")

@@ -227,6 +227,10 @@ def test_policy_validate_checks_reference_sets_against_the_config(tmp_path: Path
     assert f"{policy}:5:5: screening.sets.logos: unknown reference set 'logos'" in err.replace("\n", "")
     policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n")
     assert run(capsys, "policy", "validate", str(policy), "--config", str(config))[0] == 0
+    policy.write_text("name: p\nscreening:\n  concepts:\n    - {id: c, concepts: [a mouse], min_similarity: 0.9}\n")
+    code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(config))
+    message = f"{policy}:3:3: screening.concepts: concept rules need an embedding model with a checkpoint"
+    assert code == 2 and message in " ".join(err.split())
 
 
 def test_large_sets_find_crops_through_the_keypoint_vote(tmp_path: Path, caplog) -> None:
