@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/policy_ops.py
 	$(PY) bench/screening_speed.py
 	$(PY) bench/screening_eval.py
+	$(PY) bench/screening_eval.py --distractors 10000   # about 8 minutes: 10k references
 	$(PY) bench/audit_log.py   # about 10 minutes: fills 1M events on SQLite and on PostgreSQL
 
 clean:

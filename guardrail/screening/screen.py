@@ -122,7 +122,7 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
             if s >= rule.min_similarity and i not in matched:
                 matches.append(found(i, "clip", round(float(s), 4), rule.min_similarity))
                 matched.add(i)
-        order += [(i, None) for i in indices.tolist()]
+        order += [(i, None) for i in indices.tolist()[: CANDIDATES // 4 if large else CANDIDATES]]
     if rule.min_inliers is None:
         return matches
     if large:  # keypoints vote: finds crops and rotations that neither hash nor embedding ranks high
