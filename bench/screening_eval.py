@@ -1,14 +1,19 @@
-"""Robustness of screening: true-positive rate at 1 % and 0.1 % false-positive rate, per augmentation family.
+"""Robustness of screening: true-positive rate at 1 % and 0.1 % false-positive rate, per augmentation
+family, per tier (pHash, keypoints) and for the combined screen.
 
 References are real photos shipped inside scikit-image (no download). Positives are augmented copies
 of the references; negatives are the other photos, their augmentations, and random patches of them
-(a patch of a protected photo would be a crop of it). Each query's score is its smallest pHash
-distance to any reference (or its mirror); the threshold for a target FPR is the largest that keeps
-the negatives' false matches within it.
+(a patch of a protected photo would be a crop of it). Each query is scored against every reference:
+its smallest pHash distance (image or mirror) and its largest keypoint inlier count. The threshold
+for a target FPR is the loosest that keeps the negatives' false matches within it; "both" picks the
+pair of thresholds with the most true matches; "defaults" uses guardrail's own.
+With --distractors N, the screen runs as guardrail runs it (defaults, bounded keypoint candidates)
+against a set padded with N references from a third group of photos, as a large set would be.
+No CLIP checkpoint is available offline, so the CLIP tier is not evaluated here.
 Goals (issue 6): >= 99 % TPR at <= 0.1 % FPR on JPEG, resize, brightness/contrast, blur, grayscale,
 noise, text overlay and flips; >= 95 % overall, crops up to 25 %, rotations up to 10 deg, borders and
 screenshot framing included.
-Run: .venv/bin/python bench/screening_eval.py [--patches 600]
+Run: .venv/bin/python bench/screening_eval.py [--patches 600] [--distractors 10000]
 """
 
 from __future__ import annotations
