@@ -17,6 +17,18 @@ Root = Annotated[
 ]
 
 
+def _folder(root: Path, name: str) -> Path:
+    """The set's folder under the root; names are plain (no path separators, no `..`)."""
+    from guardrail.screening.refsets import SET_NAME
+
+    if not SET_NAME.fullmatch(name):
+        raise typer.BadParameter(
+            f"{name!r} is not a set name: use letters, digits, '.', '_' and '-', starting with a letter or digit",
+            param_hint="NAME",
+        )
+    return root / name
+
+
 def _embedder(config: Path) -> Any:
     """The embedding model guardrail.yaml configures, if any (None: hashes and keypoints only)."""
     from guardrail.config import load_config
@@ -64,7 +76,7 @@ def add(
     files = image_files(paths, recursive=recursive)
     if not files:
         raise typer.BadParameter("no image files found", param_hint="PATHS")
-    folder = root / name
+    folder = _folder(root, name)
     embedder = _embedder(config)
     refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.create(folder, name)
     with Progress(console=console, transient=True) as progress:
@@ -93,7 +105,7 @@ def list_(
         sets = [describe(ReferenceSet.open(p.parent)) for p in sorted(root.glob("*/refset.json"))]
         emit(sets, as_json=as_json, as_csv=False, columns=("name", "references", "folder", "fingerprint"))
         return
-    refset = ReferenceSet.open(root / name)
+    refset = ReferenceSet.open(_folder(root, name))
     rows = [e.__dict__ for e in refset.entries]
     emit(rows, as_json=as_json, as_csv=False, columns=("id", "label", "source", "added_at"), title=name)
 
@@ -110,7 +122,7 @@ def remove(
     """
     from guardrail.screening.refsets import ReferenceSet
 
-    refset = ReferenceSet.open(root / name)
+    refset = ReferenceSet.open(_folder(root, name))
     removed = refset.remove(ids)
     if not removed:
         raise typer.BadParameter(f"no reference in {name} matches {', '.join(ids)}", param_hint="IDS")
@@ -144,7 +156,7 @@ def match_(
     from guardrail.screening.screen import Query, Thresholds, check_embeddings, match
 
     names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
-    sets = [ReferenceSet.open(root / name) for name in names]
+    sets = [ReferenceSet.open(_folder(root, name)) for name in names]
     rule = Thresholds(max_distance, min_inliers or None, min_similarity, action="match")
     embedder = _embedder(config) if any(refset.embedding for refset in sets) else None
     check_embeddings({refset.name: refset for refset in sets}, embedder)

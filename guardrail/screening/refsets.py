@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
 
 FORMAT = 2
+SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A set's name is also its folder's name under the refs root: no separators, no `..`."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 

@@ -205,6 +205,9 @@ def test_refs_cli(tmp_path: Path, capsys) -> None:
     assert run(capsys, "refs", "remove", "artworks", reference_id, "--root", root)[0] == 0
     assert run(capsys, "refs", "match", str(query), "--root", root)[0] == 0
     assert run(capsys, "refs", "add", "artworks", str(tmp_path / "missing"), "--root", root)[0] == 2
+    code, _, err = run(capsys, "refs", "add", "../escape", str(photos), "--root", root)
+    assert code == 2 and "'../escape' is not a set name" in " ".join(err.split())
+    assert not (tmp_path / "escape").exists()
 
 
 def test_calls_can_be_queried_by_reference_set(refset: ReferenceSet, sqlite_url: str) -> None:
