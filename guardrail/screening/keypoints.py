@@ -21,6 +21,7 @@ _FAST_THRESHOLDS = (20, 10, 5, 2)  # lowered step by step for smooth images with
 _RATIO = 0.8  # Lowe's ratio test: a match must be clearly better than the second best
 _MAX_HAMMING = 64
 _REPROJECTION_PX = 5.0
+_NPROBE = 2  # inverted lists searched per keypoint (1 measured no faster on 2 cores)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class KeypointIndex:
         sample = descriptors[rng.choice(len(descriptors), min(len(descriptors), 40 * lists), replace=False)]
         index.train(sample)
         index.add(descriptors)
-        index.nprobe = 2
+        index.nprobe = _NPROBE
         return cls(index, offsets)
 
     @classmethod
@@ -108,7 +109,7 @@ class KeypointIndex:
             import faiss
 
             index: Any = faiss.read_index_binary(str(path))
-            index.nprobe = 2
+            index.nprobe = _NPROBE
             return cls(index, offsets)
 
         return load
