@@ -149,7 +149,7 @@ def searches(skip_ann: bool) -> None:
     import faiss
 
     found = [ann.search(q, 10)[0] for q in queries]
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    recall = recall_at_10(found, truth)
     ms = median_ms(lambda: [ann.search(q, 10) for q in queries[:10]], 10) / 10
     size_mb = faiss.serialize_index(ann.index).nbytes / 1e6
     print(
@@ -175,7 +175,7 @@ def compare_usearch(data: np.ndarray, queries: np.ndarray, rng: np.random.Genera
         index.add(np.arange(len(data)), data)
         built = time.perf_counter() - started
         found = [index.search(q, 10).keys for q in queries]
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+        recall = recall_at_10(found, truth)
         ms = median_ms(lambda i=index: i.search(queries[0], 10), 20)
         print(
             f"usearch HNSW {dtype}, 100k: {ms:.2f} ms, recall@10 {recall:.3f}, {index.memory_usage / 1e6:.0f} MB, "
@@ -185,9 +185,14 @@ def compare_usearch(data: np.ndarray, queries: np.ndarray, rng: np.random.Genera
     ann = ApproximateIndex.build(data)
     built = time.perf_counter() - started
     found = [ann.search(q, 10)[0] for q in queries]
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    recall = recall_at_10(found, truth)
     ms = median_ms(lambda: ann.search(queries[0], 10), 20)
     print(f"faiss IVF-SQ8, 100k: {ms:.2f} ms, recall@10 {recall:.3f}, built in {built:.0f} s")
+
+
+def recall_at_10(found: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    """Share of the exact 10 nearest neighbours that the search found, averaged over the queries."""
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
 
 
 def clustered(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -238,8 +238,9 @@ class ReferenceSet:
             self.hashes = self.hashes[keep]
             if self.embeddings is not None:
                 self.embeddings = self.embeddings[keep]
-            self._points = np.vstack([_no_keypoints()["points"], *(k.points for k in kept)])
-            self._descriptors = np.vstack([_no_keypoints()["descriptors"], *(k.descriptors for k in kept)])
+            empty = _no_keypoints()
+            self._points = np.vstack([empty["points"], *(k.points for k in kept)])
+            self._descriptors = np.vstack([empty["descriptors"], *(k.descriptors for k in kept)])
             self._offsets = np.concatenate([[0], np.cumsum([len(k) for k in kept], dtype=np.int64)])
             self.save()
         return removed

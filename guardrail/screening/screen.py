@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from guardrail.policy.decision import Decision, FiredRule
+from guardrail.policy.schema import ScreeningSet
 from guardrail.screening.hashes import fingerprint, hamming
 from guardrail.screening.keypoints import Keypoints, extract, inliers
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
+from guardrail.screening.vectors import index_for
 
 if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
@@ -32,14 +34,18 @@ CANDIDATES = 16
 """References per image and set that the keypoint tier verifies: bounds its cost on large sets."""
 
 
+_POLICY_DEFAULTS = ScreeningSet()
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """How close counts as a match, per method (None turns a tier off), and what a match does."""
+    """How close counts as a match, per method (None turns a tier off), and what a match does; the
+    defaults are the policy's (ScreeningSet), for callers without a policy (CLI, benchmarks)."""
 
-    max_distance: int | None = 10
-    min_inliers: int | None = 10
-    min_similarity: float | None = 0.92
-    action: str = "block"
+    max_distance: int | None = _POLICY_DEFAULTS.max_distance
+    min_inliers: int | None = _POLICY_DEFAULTS.min_inliers
+    min_similarity: float | None = _POLICY_DEFAULTS.min_similarity
+    action: str = _POLICY_DEFAULTS.action
 
 
 @dataclass(frozen=True)
@@ -112,25 +118,24 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
     ]
     matched = set(hits.tolist())
     large = len(refset.entries) > CANDIDATES
+    # in a large set, hash and embedding rank few true candidates beyond their own matches: the keypoint
+    # vote does, so each of them contributes only a quarter of the candidates there
+    per_ranking = CANDIDATES // 4 if large else CANDIDATES
     # candidates for the keypoint tier, each with the directions worth verifying (None: both)
     order: list[tuple[int, bool | None]] = []
     if refset.embeddings is not None and query.embedding is not None and rule.min_similarity is not None:
-        from guardrail.screening.vectors import index_for
-
         indices, similarity = index_for(refset).search(query.embedding, CANDIDATES)
         for i, s in zip(indices.tolist(), similarity.tolist(), strict=True):
             if s >= rule.min_similarity and i not in matched:
                 matches.append(found(i, "clip", round(float(s), 4), rule.min_similarity))
                 matched.add(i)
-        order += [(i, None) for i in indices.tolist()[: CANDIDATES // 4 if large else CANDIDATES]]
+        order += [(i, None) for i in indices.tolist()[:per_ranking]]
     if rule.min_inliers is None:
         return matches
     if large:  # keypoints vote: finds crops and rotations that neither hash nor embedding ranks high
         voted = refset.keypoint_index().vote(query.keypoints, query.mirrored_keypoints, limit=CANDIDATES // 2)
         order = [*voted, *order]
-    # in a large set the hash ranks few true candidates beyond its own matches: votes do, so fewer from it
-    by_hash = (CANDIDATES // 4 if large else CANDIDATES) + len(matched)
-    closest = np.argsort(distance, kind="stable")[:by_hash].tolist()
+    closest = np.argsort(distance, kind="stable")[: per_ranking + len(matched)].tolist()
     order += [(i, bool(by_mirror[i] < by_direct[i]) if large else None) for i in closest]
     checks: dict[int, set[bool]] = {}
     for i, flip in order:
@@ -141,10 +146,10 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
         reference = refset.keypoints(i)
         if len(reference) < rule.min_inliers:
             continue
-        for mirrored in sorted(directions):
-            count = inliers(query.mirrored_keypoints if mirrored else query.keypoints, reference)
+        for flip in sorted(directions):
+            count = inliers(query.mirrored_keypoints if flip else query.keypoints, reference)
             if count >= rule.min_inliers:
-                matches.append(found(i, "keypoints-mirror" if mirrored else "keypoints", count, rule.min_inliers))
+                matches.append(found(i, "keypoints-mirror" if flip else "keypoints", count, rule.min_inliers))
                 break
     return matches
 
