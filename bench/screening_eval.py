@@ -29,7 +29,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from guardrail.screening.hashes import hamming
+from guardrail.screening.hashes import distances
 from guardrail.screening.keypoints import inliers
 from guardrail.screening.refsets import ReferenceSet
 from guardrail.screening.screen import CANDIDATES, Query, Thresholds, match
@@ -135,8 +135,7 @@ def load_photos() -> dict[str, Image.Image]:
 def tier_scores(image: Image.Image, refset: ReferenceSet) -> tuple[int, int]:
     """(smallest pHash distance, largest keypoint inlier count) of an image against every reference."""
     query = Query(image)
-    direct, mirrored = query.hashes
-    distance = int(min(hamming(direct, refset.hashes[:, 0]).min(), hamming(mirrored, refset.hashes[:, 0]).min()))
+    distance = int(distances(query.hashes, refset.hashes)[0].min())
     best = 0
     for i in range(len(refset.entries)):
         reference = refset.keypoints(i)

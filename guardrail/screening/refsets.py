@@ -1,8 +1,9 @@
 """Protected reference sets on disk: one folder per set, versioned, written atomically.
 
-    refset.json          {"format": 2, "name", "fingerprint": "phash+mirror/v2", "keypoints": "orb512/v1",
+    refset.json          {"format": 2, "name", "fingerprint": "phash+mirror+opened/v3", "keypoints": "orb512/v1",
                           "embedding": model identity or null, "entries": [{id, label, source, sha256, added_at}]}
-    hashes.npy           uint64, one row per entry: (pHash, mirror pHash)
+    hashes.npy           uint64, one row per entry: its fingerprint (hashes.COLUMNS: pHash, mirror's,
+                         and the same of the opened image)
     keypoints.npz        ORB keypoints of every entry: points (float32 n x 2), descriptors (uint8 n x 32),
                          offsets (int64, entries + 1: entry i owns rows offsets[i]:offsets[i+1])
     embeddings.npy       float32, one L2-normalised CLIP image embedding per entry (only with a model)
@@ -28,7 +29,7 @@ import numpy as np
 
 from guardrail.errors import ConfigError
 from guardrail.screening.derived import derived_index
-from guardrail.screening.hashes import FINGERPRINT, fingerprint
+from guardrail.screening.hashes import COLUMNS, FINGERPRINT, fingerprint
 from guardrail.screening.keypoints import KEYPOINTS, KeypointIndex, Keypoints, extract
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class ReferenceSet:
         if (path / "refset.json").exists():
             raise ReferenceSetError(f"{path}: a reference set is already there")
         path.mkdir(parents=True, exist_ok=True)
-        refset = cls(path, name or path.name, [], np.zeros((0, 2), dtype=np.uint64), _no_keypoints())
+        refset = cls(path, name or path.name, [], np.zeros((0, len(COLUMNS)), dtype=np.uint64), _no_keypoints())
         refset.save()
         return refset
 
@@ -112,13 +113,22 @@ class ReferenceSet:
         except (KeyError, TypeError) as exc:
             raise ReferenceSetError(f"{meta_file}: malformed entries ({exc})") from None
         n = len(entries)
-        hashes = _load(path / "hashes.npy", np.uint64, (n, 2))
+        hashes = _load(path / "hashes.npy", np.uint64, (n, len(COLUMNS)))
         keypoints = _load_keypoints(path / "keypoints.npz", n)
         embedding = meta.get("embedding")
         embeddings = None
         if embedding is not None:
             embeddings = _load(path / "embeddings.npy", np.float32, (n, None))
         return cls(path, str(meta.get("name") or path.name), entries, hashes, keypoints, embedding, embeddings)
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """One fingerprint per entry (hashes.COLUMNS), column-major: search reads a column at a time."""
+        return self._hashes
+
+    @hashes.setter
+    def hashes(self, value: np.ndarray) -> None:
+        self._hashes = np.asfortranarray(value, dtype=np.uint64)
 
     def keypoints(self, index: int) -> Keypoints:
         start, stop = self._offsets[index], self._offsets[index + 1]

@@ -2,7 +2,8 @@
 thresholds and action.
 
 Tiers, cheapest first; a reference is reported once, by the first tier that matches it:
-  phash      Hamming distance of the pHash (or of the mirror image's) <= max_distance
+  phash      Hamming distance of the pHash (or of the mirror image's, or of either after an opening
+             that erases overlaid text) <= max_distance
   clip       cosine similarity of CLIP image embeddings >= min_similarity (when a model is configured)
   keypoints  ORB keypoints that one similarity transform maps onto the reference >= min_inliers,
              checked on at most CANDIDATES references per image: in a larger set, those with the most
@@ -20,7 +21,7 @@ import numpy as np
 
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.schema import ScreeningSet
-from guardrail.screening.hashes import fingerprint, hamming
+from guardrail.screening.hashes import distances, fingerprint
 from guardrail.screening.keypoints import Keypoints, extract, inliers
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
 from guardrail.screening.vectors import index_for
@@ -79,7 +80,7 @@ class Query:
         self.image, self.embedding = image, embedding
 
     @cached_property
-    def hashes(self) -> tuple[int, int]:
+    def hashes(self) -> tuple[int, int, int, int]:
         return fingerprint(self.image)
 
     @cached_property
@@ -106,14 +107,11 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
         entry = refset.entries[index]
         return Match(refset.name, entry.id, entry.label, method, score, threshold, rule.action)
 
-    direct, mirrored = query.hashes
-    by_direct = hamming(direct, refset.hashes[:, 0])
-    by_mirror = hamming(mirrored, refset.hashes[:, 0])  # a flipped copy of a reference
-    distance = np.minimum(by_direct, by_mirror)
+    distance, mirror = distances(query.hashes, refset.hashes)
     limit = -1 if rule.max_distance is None else rule.max_distance
     hits = np.flatnonzero(distance <= limit)
     matches = [
-        found(int(i), "phash" if by_direct[i] <= by_mirror[i] else "phash-mirror", int(distance[i]), limit)
+        found(int(i), "phash-mirror" if mirror[i] else "phash", int(distance[i]), limit)
         for i in hits[np.argsort(distance[hits], kind="stable")]
     ]
     matched = set(hits.tolist())
@@ -136,7 +134,7 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
         voted = refset.keypoint_index().vote(query.keypoints, query.mirrored_keypoints, limit=CANDIDATES // 2)
         order = [*voted, *order]
     closest = np.argsort(distance, kind="stable")[: per_ranking + len(matched)].tolist()
-    order += [(i, bool(by_mirror[i] < by_direct[i]) if large else None) for i in closest]
+    order += [(i, bool(mirror[i]) if large else None) for i in closest]
     checks: dict[int, set[bool]] = {}
     for i, flip in order:
         if i in matched or (i not in checks and len(checks) == CANDIDATES):

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 import guardrail
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
-from guardrail.screening.screen import Thresholds, match
+from guardrail.screening.screen import Query, Thresholds, match
 from tests.cli.test_cli import run
 from tests.conftest import events
 
@@ -54,6 +54,26 @@ def test_a_reference_matches_after_jpeg_and_resize_and_flip(refset: ReferenceSet
         assert mirrored.label == name and mirrored.method == "phash-mirror"
     for name in OTHERS:
         assert match(photo(name), refset, rule) == []
+
+
+def test_captions_over_a_small_low_contrast_image_are_seen_through(tmp_path: Path) -> None:
+    """Three white captions cover about a quarter of the 102-px `microaneurysms` photo and move its
+    pHash by more than the threshold; the hash of the opened image (thin strokes erased) still matches."""
+    from PIL import ImageDraw
+
+    from guardrail.screening.hashes import hamming
+
+    original = photo("microaneurysms")
+    captioned = original.copy()
+    for x, y in ((5, 10), (20, 45), (10, 80)):
+        ImageDraw.Draw(captioned).text((x, y), "SAMPLE © 2026", fill=(255, 255, 255))
+    refs = ReferenceSet.create(tmp_path / "small")
+    refs.add([("microaneurysms", "skimage", png(original))])
+    plain = Query(captioned).hashes[0]
+    assert hamming(plain, refs.hashes[:, 0])[0] > 10  # the pHash alone misses it
+    [found] = match(captioned, refs, Thresholds(max_distance=10, min_inliers=None))
+    assert (found.label, found.method) == ("microaneurysms", "phash") and found.score <= 10
+    assert match(photo("camera"), refs, Thresholds(max_distance=10, min_inliers=None)) == []
 
 
 def crop_and_rotate(image: Image.Image) -> Image.Image:
