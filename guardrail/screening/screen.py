@@ -22,7 +22,7 @@ import numpy as np
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.schema import ScreeningSet
 from guardrail.screening.hashes import distances, fingerprint
-from guardrail.screening.keypoints import Keypoints, extract, inliers
+from guardrail.screening.keypoints import Keypoints, detect, inliers, prepare
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
 from guardrail.screening.vectors import index_for
 
@@ -84,16 +84,16 @@ class Query:
         return fingerprint(self.image)
 
     @cached_property
+    def _prepared(self) -> np.ndarray:
+        return prepare(self.image)
+
+    @cached_property
     def keypoints(self) -> Keypoints:
-        return extract(self.image)
+        return detect(self._prepared)
 
     @cached_property
     def mirrored_keypoints(self) -> Keypoints:
-        from PIL import ImageOps
-
-        from guardrail.images import to_pil
-
-        return extract(ImageOps.mirror(to_pil(self.image)))
+        return detect(np.ascontiguousarray(self._prepared[:, ::-1]))
 
 
 def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> list[Match]:
