@@ -51,7 +51,7 @@ class EmbeddingConfig(_Strict):
     checkpoint: str | None = None
     random_weights: bool = False
     """Random weights, for tests of the mechanics only: their embeddings carry no meaning."""
-    device: str = "auto"
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     """auto (CUDA when available), cpu, cuda, cuda:1, ..."""
     half: bool = True
     """fp16 on a GPU (ignored on the CPU)."""

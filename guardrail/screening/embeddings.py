@@ -74,6 +74,11 @@ class ImageEmbedder:
                 device = self._device
                 if device == "auto":
                     device = "cuda" if torch.cuda.is_available() else "cpu"
+                elif device.startswith("cuda") and not torch.cuda.is_available():
+                    raise ConfigError(
+                        f"embedding device {device!r}: torch {torch.__version__} sees no CUDA device here "
+                        "(use device: auto or cpu)"
+                    )
                 precision = "fp16" if self._half and device.startswith("cuda") else "fp32"
                 if self.checkpoint is None:
                     torch.manual_seed(RANDOM_SEED)  # the same random model in every process

@@ -131,6 +131,22 @@ def test_no_checkpoint_means_no_clip_tier(tmp_path: Path, caplog) -> None:
     assert embedder is not None and embedder.identity.endswith("@random-weights-seed0")
 
 
+def test_the_embedding_device_is_checked(tmp_path: Path) -> None:
+    import torch
+
+    from guardrail.config import load_config
+
+    config = tmp_path / "guardrail.yaml"
+    config.write_text("screening:\n  embedding: {model: ViT-B-32, random_weights: true, device: gpu}\n")
+    with pytest.raises(guardrail.ConfigError, match=r"guardrail\.yaml.*screening\.embedding\.device"):
+        load_config(config)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: 'cuda' is valid here")
+    on_cuda = ImageEmbedder("ViT-B-32", random_weights=True, device="cuda:0")
+    with pytest.raises(guardrail.ConfigError, match=r"embedding device 'cuda:0': .* sees no CUDA device"):
+        on_cuda.embed_images([photo("coffee")])
+
+
 class VectorSet:
     def __init__(self, folder: Path, embeddings: np.ndarray) -> None:
         self.folder, self.embeddings = folder, embeddings
