@@ -1,7 +1,8 @@
 """Protected reference sets on disk: one folder per set, versioned, written atomically.
 
-    refset.json          {"format": 2, "name", "fingerprint": "phash+mirror+opened/v3", "keypoints": "orb512/v1",
-                          "embedding": model identity or null, "entries": [{id, label, source, sha256, added_at}]}
+    refset.json          {"format": 2, "name", "fingerprint": "phash+mirror+opened/v3",
+                          "keypoints": "orb512-clahe/v1", "embedding": model identity or null,
+                          "entries": [{id, label, source, sha256, added_at}]}
     hashes.npy           uint64, one row per entry: its fingerprint (hashes.COLUMNS: pHash, mirror's,
                          and the same of the opened image)
     keypoints.npz        ORB keypoints of every entry: points (float32 n x 2), descriptors (uint8 n x 32),
