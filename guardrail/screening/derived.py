@@ -18,7 +18,9 @@ import numpy as np
 T = TypeVar("T")
 log = logging.getLogger("guardrail.screening")
 
-_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, Any]]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[np.ndarray, Any]]] = weakref.WeakKeyDictionary()
+"""Per set and kind: (the array indexed, its index). The array itself is kept, not its id(): a
+freed array's id can be reused by its replacement, which would serve a stale index."""
 _lock = threading.Lock()
 
 
@@ -36,7 +38,7 @@ def derived_index(
     with _lock:
         per_set = _cache.setdefault(refset, {})
         cached = per_set.get(kind)
-        if cached is not None and cached[0] == id(content):
+        if cached is not None and cached[0] is content:
             return cached[1]  # type: ignore[no-any-return]
         index: T
         if load is None or save is None:
@@ -49,7 +51,7 @@ def derived_index(
             else:
                 index = build()
                 _store(folder, kind, path, lambda target: save(index, target))
-        per_set[kind] = (id(content), index)
+        per_set[kind] = (content, index)
         return index
 
 
