@@ -7,7 +7,6 @@ weights exist for tests of the mechanics only (their embeddings mean nothing) an
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -17,19 +16,11 @@ from typing import Any
 import numpy as np
 
 from guardrail.errors import ConfigError
-from guardrail.images import to_pil
+from guardrail.images import file_sha256, to_pil
 
 log = logging.getLogger("guardrail.screening")
 
 RANDOM_SEED = 0
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ImageEmbedder:
@@ -58,7 +49,7 @@ class ImageEmbedder:
         if self.checkpoint is not None:
             if not self.checkpoint.is_file():
                 raise ConfigError(f"{self.checkpoint}: embedding checkpoint not found")
-            weights = f"sha256:{_file_sha256(self.checkpoint)[:16]}"
+            weights = f"sha256:{file_sha256(self.checkpoint)[:16]}"
         else:
             weights = f"random-weights-seed{RANDOM_SEED}"
         self.identity = f"open_clip:{model}@{weights}"
