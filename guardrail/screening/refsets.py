@@ -202,13 +202,13 @@ class ReferenceSet:
         embedder, their embeddings too. Writes files."""
         import hashlib
 
-        from guardrail.images import open_image
+        from guardrail.images import open_image, read_limited
 
         self._check_embedder(embedder)
         added: list[Reference] = []
         rows, found, decoded = [], [], []
         for label, source, data in images:
-            raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+            raw = data if isinstance(data, bytes) else read_limited(data)  # refused before reading
             image = open_image(raw)
             reference = Reference(
                 uuid.uuid4().hex[:12],

@@ -133,13 +133,18 @@ def test_sets_persist_and_refuse_bad_files(refset: ReferenceSet, tmp_path: Path)
         ReferenceSet.open(folder)
 
 
-def test_oversized_images_are_refused_before_decoding(refset: ReferenceSet) -> None:
-    from guardrail.images import ImageTooLarge
+def test_oversized_images_are_refused_before_decoding(refset: ReferenceSet, tmp_path: Path) -> None:
+    from guardrail.images import MAX_IMAGE_BYTES, ImageTooLarge
 
     bomb = io.BytesIO()
     Image.new("1", (9000, 9000)).save(bomb, "PNG")  # tiny file, 81 megapixels once decoded
     with pytest.raises(ImageTooLarge, match="pixel limit"):
         refset.add([("bomb", "bomb.png", bomb.getvalue())])
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as handle:
+        handle.truncate(MAX_IMAGE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ImageTooLarge, match=r"huge\.png: \d+ bytes is over"):
+        refset.add([("huge", str(huge), huge)])
     assert len(refset.entries) == 3
 
 
