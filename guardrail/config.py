@@ -57,6 +57,11 @@ class EmbeddingConfig(_Strict):
     """fp16 on a GPU (ignored on the CPU)."""
     batch_size: int = Field(default=16, ge=1)
 
+    @property
+    def has_weights(self) -> bool:
+        """A checkpoint, or random weights asked for: without either the embedding tier is off."""
+        return self.checkpoint is not None or self.random_weights
+
 
 class ScreeningConfig(_Strict):
     reference_sets: dict[str, str] = {}

@@ -55,8 +55,7 @@ def validate(
 
         screening = load_config(config).screening
         known = set(screening.reference_sets)
-        model = screening.embedding
-        embedding = model is not None and (model.checkpoint is not None or model.random_weights)
+        embedding = screening.embedding is not None and screening.embedding.has_weights
     problems: list[Problem] = []
     for file in files:
         try:

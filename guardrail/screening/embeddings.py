@@ -117,7 +117,7 @@ def embedder_from_config(settings: Any, base: Any) -> ImageEmbedder | None:
     warning, when a model is named without a checkpoint: the embedding tier is then off."""
     if settings is None:
         return None
-    if settings.checkpoint is None and not settings.random_weights:
+    if not settings.has_weights:
         log.warning(
             "screening.embedding names %s but no checkpoint: the CLIP tier is off, images are screened "
             "by hashes and keypoints only",
