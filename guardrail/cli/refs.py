@@ -146,28 +146,27 @@ def match_(
     as_json: JsonOption = False,
 ) -> None:
     """Match images against reference sets: per image, each match's set, reference id, label, method,
-    score (pHash distance or keypoint inliers), threshold and verdict. Exits 1 when any image matches.
+    score (pHash distance, keypoint inliers or CLIP similarity), threshold and verdict. Exits 1 when any image matches.
     Reads only.
 
     Example: guardrail refs match out.png --set brand-logos --json
     """
     from guardrail.images import open_image
     from guardrail.screening.refsets import ReferenceSet
-    from guardrail.screening.screen import Query, Thresholds, check_embeddings, match
+    from guardrail.screening.screen import Thresholds, check_embeddings, screen
 
     names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
-    sets = [ReferenceSet.open(_folder(root, name)) for name in names]
+    refsets = {name: ReferenceSet.open(_folder(root, name)) for name in names}
     rule = Thresholds(max_distance, min_inliers or None, min_similarity, action="match")
-    embedder = _embedder(config) if any(refset.embedding for refset in sets) else None
-    check_embeddings({refset.name: refset for refset in sets}, embedder)
+    embedder = _embedder(config) if any(refset.embedding for refset in refsets.values()) else None
+    check_embeddings(refsets, embedder)  # before the first image: a wrong model is one clear error
     any_match = False
     for path in images:
         try:
             image = open_image(path)
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(f"{path}: {exc}", param_hint="IMAGES") from None
-        query = Query(image, embedder.embed_images([image])[0] if embedder is not None else None)
-        found = [m for refset in sets for m in match(query, refset, rule)]
+        [found] = screen([image], dict.fromkeys(refsets, rule), refsets, embedder)
         any_match |= bool(found)
         result = {
             "image": str(path),
