@@ -132,6 +132,19 @@ def load_photos() -> dict[str, Image.Image]:
     return photos
 
 
+def square(source: Image.Image, side: int, rng: random.Random) -> Image.Image:
+    """A square patch of `source` at a random place."""
+    x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
+    return source.crop((x, y, x + side, y + side))
+
+
+def negative_patch(photos: dict[str, Image.Image], names: list[str], rng: random.Random) -> Image.Image:
+    """A random patch, 32 px to half the photo, of one of `names` (unprotected photos: a patch of a
+    protected one would be a crop of it)."""
+    source = photos[rng.choice(names)]
+    return square(source, rng.randint(32, max(33, min(source.size) // 2)), rng)
+
+
 def tier_scores(image: Image.Image, refset: ReferenceSet) -> tuple[int, int]:
     """(smallest pHash distance, largest keypoint inlier count) of an image against every reference."""
     query = Query(image)
@@ -199,11 +212,8 @@ def main() -> None:
     negatives += [
         tier_scores(augment(photos[n], rng), refset) for n in others for augment in FAMILIES.values() for _ in range(2)
     ]
-    for _ in range(args.patches):  # patches of the other photos: a patch of a protected one is a crop of it
-        source = photos[rng.choice(others)]
-        side = rng.randint(32, max(33, min(source.size) // 2))
-        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
-        negatives.append(tier_scores(source.crop((x, y, x + side, y + side)), refset))
+    for _ in range(args.patches):
+        negatives.append(tier_scores(negative_patch(photos, others, rng), refset))
     neg = np.array(negatives)
     queries = len(neg) + sum(map(len, positives.values()))
     elapsed = time.perf_counter() - started
@@ -252,8 +262,7 @@ def at_scale(photos: dict[str, Image.Image], distractors: int, variants: int, pa
     for i in range(distractors):
         source = photos[padding[i % len(padding)]]
         side = rng.randint(48, min(source.size))
-        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
-        patch = source.crop((x, y, x + side, y + side))
+        patch = square(source, side, rng)
         extra.append((f"distractor{i}", "eval", png(patch.resize((max(32, side // 2), max(32, side // 2))))))
     refset.add(extra)
     built = time.perf_counter() - started
@@ -271,10 +280,7 @@ def at_scale(photos: dict[str, Image.Image], distractors: int, variants: int, pa
     elapsed = time.perf_counter() - started
     negatives = [hit(augment(photos[n], rng)) for n in others for augment in FAMILIES.values()]
     for _ in range(patches):
-        source = photos[rng.choice(others)]
-        side = rng.randint(32, max(33, min(source.size) // 2))
-        x, y = rng.randint(0, source.width - side), rng.randint(0, source.height - side)
-        negatives.append(hit(source.crop((x, y, x + side, y + side))))
+        negatives.append(hit(negative_patch(photos, others, rng)))
     queries = sum(map(len, results.values()))
     print(
         f"{len(protected)} protected photos among {len(refset.entries):,} references (built in {built:.0f} s); "
