@@ -23,14 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa
 
 from guardrail.audit.chain import GENESIS, link
-from guardrail.audit.events import CallContext, new_id, outcome_event, request_event
-from guardrail.audit.privacy import HmacKey, PromptPrivacy
+from guardrail.audit.events import new_id, outcome_event, request_event
 from guardrail.audit.query import CallFilter, query_calls
 from guardrail.audit.store import AuditStore, create_engine
 from guardrail.audit.tables import audit_events
 from guardrail.audit.verify import verify_log
 from guardrail.policy.decision import Decision, FiredRule
-from guardrail.request import GenerationRequest, ModelIdentity
+from guardrail.privacy import HmacKey, PromptPrivacy
+from guardrail.request import CallContext, GenerationRequest, ModelIdentity
 
 PRIVACY = PromptPrivacy("hmac", HmacKey(os.urandom(32)))
 USERS = [f"user{i:04d}" for i in range(2000)]

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 import guardrail
+from guardrail.audit.query import audit_record
 from guardrail.testing import tiny_pipeline
 
 console = Console()
@@ -50,11 +51,8 @@ def main() -> None:
     signed_file = out.governance.save(0, workdir / "allowed.png")  # the C2PA-signed bytes, untouched
     show("allowed", out.governance)
     assert project.dev_ca is not None
-    check = guardrail.verify_bytes(
-        signed_file.read_bytes(),
-        trust_anchors=project.dev_ca.trust_anchors.read_text(),
-        engine=guard.store.engine,
-    )
+    check = guardrail.verify_bytes(signed_file.read_bytes(), trust_anchors=project.dev_ca.trust_anchors.read_text())
+    check = check.with_audit(audit_record(guard.store.engine, check))  # is this file the one the log holds?
     logged = "matches the audit log" if check.audit and check.audit["hash_matches"] else "NOT in the audit log"
     console.print(f"           {signed_file}: C2PA {check.state}, manifest {check.manifest_label}, {logged}")
 

@@ -31,7 +31,9 @@ _EXPORTS = {
     "GuardedPipeline": "guardrail.guard",
     "GuardedResult": "guardrail.request",
     "GuardrailError": "guardrail.errors",
-    "HmacKey": "guardrail.audit.privacy",
+    "HmacKey": "guardrail.privacy",
+    "ImageTooLarge": "guardrail.errors",
+    "InputError": "guardrail.errors",
     "ImageEmbedder": "guardrail.screening.embeddings",
     "ImageSigner": "guardrail.provenance.signing",
     "InputImage": "guardrail.request",
@@ -44,7 +46,8 @@ _EXPORTS = {
     "PolicyViolation": "guardrail.errors",
     "Problem": "guardrail.errors",
     "ReferenceSet": "guardrail.screening.refsets",
-    "SignedImage": "guardrail.provenance.signing",
+    "ReferenceSetError": "guardrail.errors",
+    "SignedImage": "guardrail.request",
     "SigningError": "guardrail.errors",
     "Verification": "guardrail.provenance.verify",
     "VerificationReport": "guardrail.audit.verify",
@@ -76,7 +79,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from guardrail.audit.privacy import HmacKey
     from guardrail.audit.query import CallFilter, CallSummary, query_calls
     from guardrail.audit.verify import VerificationReport, verify_log
     from guardrail.config import GuardConfig, load_config
@@ -86,9 +88,12 @@ if TYPE_CHECKING:
         ConfigError,
         DatabaseUnavailable,
         GuardrailError,
+        ImageTooLarge,
+        InputError,
         PolicyError,
         PolicyViolation,
         Problem,
+        ReferenceSetError,
         SigningError,
     )
     from guardrail.guard import Guard, GuardedPipeline
@@ -97,8 +102,11 @@ if TYPE_CHECKING:
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy, parse_policy
     from guardrail.policy.schema import Policy
+    from guardrail.privacy import HmacKey
     from guardrail.project import init_project
     from guardrail.provenance.devca import create_dev_ca
-    from guardrail.provenance.signing import ImageSigner, SignedImage
+    from guardrail.provenance.signing import ImageSigner
     from guardrail.provenance.verify import Verification, verify_bytes
-    from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity
+    from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity, SignedImage
+    from guardrail.screening.embeddings import ImageEmbedder
+    from guardrail.screening.screen import Match

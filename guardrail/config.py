@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardrail.errors import ConfigError
 from guardrail.policy.load import read_text_file, read_yaml, validate
+from guardrail.policy.schema import Policy
+from guardrail.privacy import KEY_ENV
 
 
 class _Strict(BaseModel):
@@ -95,6 +101,91 @@ class GuardConfig(_Strict):
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a Guard, or the Guard a guardrail.yaml would build, offers the policies it enforces."""
+
+    reference_sets: Collection[str]
+    embedding: bool
+    """An embedding model with weights (the CLIP tier and concept rules)."""
+    signer: bool
+    hmac_key: bool
+
+    @classmethod
+    def of(cls, config: GuardConfig) -> Capabilities:
+        embedding = config.screening.embedding
+        return cls(
+            reference_sets=frozenset(config.screening.reference_sets),
+            embedding=embedding is not None and embedding.has_weights,
+            signer=config.provenance is not None,
+            hmac_key=config.privacy.hmac_key_file is not None or bool(os.environ.get(KEY_ENV)),
+        )
+
+
+def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | int], str]]:
+    """What a policy asks for that a Guard cannot do: (field path in the policy, why). The Guard
+    refuses such a policy at start and on reload; `policy validate` reports each at file:line."""
+    gaps: list[tuple[list[str | int], str]] = []
+    configured = ", ".join(sorted(offered.reference_sets)) or "none"
+    for name in sorted(set(policy.screening.sets) - set(offered.reference_sets)):
+        gaps.append(
+            (
+                ["screening", "sets", name],
+                f"unknown reference set {name!r} (configured: {configured}); "
+                "add it under screening.reference_sets in guardrail.yaml",
+            )
+        )
+    if policy.screening.concepts and not offered.embedding:
+        gaps.append(
+            (
+                ["screening", "concepts"],
+                "concept rules need an embedding model with a checkpoint: add screening.embedding "
+                "(model and checkpoint) to guardrail.yaml or pass embedder= to Guard",
+            )
+        )
+    if policy.provenance.required and not offered.signer:
+        gaps.append(
+            (
+                ["provenance", "required"],
+                "the policy requires signed images (provenance.required) but no signer is configured: "
+                "add a `provenance` section to guardrail.yaml or pass signer= to Guard",
+            )
+        )
+    if policy.privacy.prompts == "hmac" and not offered.hmac_key:
+        gaps.append(
+            (
+                ["privacy", "prompts"],
+                "prompts are stored as keyed HMACs (privacy.prompts: hmac) but no key is configured: set "
+                f"privacy.hmac_key_file in guardrail.yaml, set {KEY_ENV}, or pass hmac_key= to Guard",
+            )
+        )
+    return gaps
+
+
+def with_options(config: GuardConfig, options: dict[str, Any], where: str = "Guard()") -> GuardConfig:
+    """The settings with these fields replaced (a section as a model or a dict), validated like the file."""
+    from pydantic import ValidationError
+
+    if not options:
+        return config
+    try:
+        return GuardConfig.model_validate({**config.model_dump(), **_plain(options)})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: "
+            + ("unknown option" if error["type"] == "extra_forbidden" else error["msg"])
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from None
+
+
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v.model_dump() if isinstance(v, BaseModel) else str(v) if isinstance(v, Path) else v
+        for k, v in options.items()
+    }
 
 
 def load_config(path: str | Path) -> GuardConfig:

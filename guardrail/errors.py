@@ -1,12 +1,21 @@
 """The errors guardrail raises, all under one root.
 
+Misuse (fix the input; the CLI exits 2) and refusals are separate branches from operational failures:
+
 GuardrailError
-├── ConfigError              a policy or configuration file cannot be used (misuse: fix the input)
-│   └── PolicyError          carries .problems, each naming file, line, column and field path
-├── PolicyViolation          a call was denied; carries .decision and .audit_id
+├── ConfigError              a policy or configuration file cannot be used
+│   ├── PolicyError          carries .problems, each naming file, line, column and field path
+│   └── ReferenceSetError    a reference set cannot be read or changed; names the file
+├── InputError               an image or file handed to guardrail is unusable
+│   └── ImageTooLarge        over the byte or pixel limit; refused before decoding (also a ValueError)
+├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
+│                            screening; carries .decision and .audit_id; no image is returned
+├── SigningError             an image could not be signed; carries .audit_id when a call was on record
 └── AuditError               the audit database cannot be reached or written (operational)
     ├── DatabaseUnavailable  raised when a Guard starts, not at its first call
     └── AuditWriteError      an event could not be written after retries; no image is returned
+
+Every error guardrail raises on purpose is one of these; a test walks the package to hold it so.
 """
 
 from __future__ import annotations
@@ -55,8 +64,22 @@ class PolicyError(ConfigError):
         super().__init__(f"{len(problems)} {noun}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+class ReferenceSetError(ConfigError):
+    """A reference set cannot be read or changed; the message names the file and what is wrong."""
+
+
+class InputError(GuardrailError):
+    """An image or file handed to guardrail cannot be used; the message names it."""
+
+
+class ImageTooLarge(InputError, ValueError):
+    """An input image is over the byte or pixel limit; nothing was decoded."""
+
+
 class PolicyViolation(GuardrailError):
-    """The policy denied a call. The call never reached the pipeline."""
+    """The policy denied a call: before generation (the pipeline never ran), or after it, when
+    screening blocked an output (every image of the call is withheld). `.decision` says which rules
+    fired and why; `.audit_id` is the call in the audit log."""
 
     def __init__(self, decision: Decision, audit_id: str) -> None:
         self.decision = decision

@@ -1,9 +1,5 @@
-"""Guard (configured once) and GuardedPipeline (the drop-in wrapper). Orchestration only.
-
-The flow of one call, one direction:
-read the call -> audit the request -> decide -> (deny: audit, raise) -> apply changes ->
-generate -> hash outputs -> sign (C2PA, last: nothing touches the bytes after) -> audit the
-outcome -> attach governance.
+"""Guard (configured once) and GuardedPipeline (the drop-in wrapper). Orchestration only: the Guard
+declares the stages of a call (`Guard.pipeline`) and hands each call to their loop.
 """
 
 from __future__ import annotations
@@ -11,134 +7,165 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from guardrail.adapters import CallAdapter, DiffusersAdapter, adapter_for
 from guardrail.audit.checkpoints import CheckpointSigner
-from guardrail.audit.events import CallContext, new_id, outcome_event, policy_event, request_event
-from guardrail.audit.privacy import HmacKey, PromptPrivacy
+from guardrail.audit.events import new_id, policy_event
 from guardrail.audit.query import CallSummary, list_calls
-from guardrail.audit.store import AuditStore, Durability, Migrate, database_url
-from guardrail.config import GuardConfig, load_config
-from guardrail.errors import ConfigError, GuardrailError, PolicyViolation, SigningError
-from guardrail.images import image_sha256
+from guardrail.audit.quota import QuotaLedger
+from guardrail.audit.store import AuditStore, database_url
+from guardrail.config import Capabilities, GuardConfig, load_config, policy_gaps, with_options
+from guardrail.errors import ConfigError, GuardrailError
+from guardrail.pipeline import Caller, CallPipeline, CallState, Checks, Evidence, decide
+from guardrail.pipeline.attach import Attach
+from guardrail.pipeline.audit import AuditOutcome, AuditRequest
+from guardrail.pipeline.decide import Decide
+from guardrail.pipeline.generate import ApplyDecision, Generate
+from guardrail.pipeline.outputs import HashOutputs, ScreenOutputs
+from guardrail.pipeline.read import ReadCall
+from guardrail.pipeline.sign import Sign
 from guardrail.policy.decision import Decision
-from guardrail.policy.engine import PolicyEngine, shadow_notes
+from guardrail.policy.engine import PolicyEngine
 from guardrail.policy.load import load_policy
-from guardrail.policy.quota import QuotaLedger, charge_quotas
 from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
-from guardrail.provenance.signing import ImageSigner, SignedImage, sign_call
-from guardrail.request import GenerationRequest, Governance, GuardedResult
-from guardrail.screening.concepts import ConceptScreen
+from guardrail.privacy import HmacKey, PromptPrivacy
+from guardrail.provenance.signing import ImageSigner
+from guardrail.request import GenerationRequest
 from guardrail.screening.embeddings import ImageEmbedder, embedder_from_config
 from guardrail.screening.refsets import ReferenceSet
-from guardrail.screening.screen import Match, apply_matches, check_embeddings, screen, summary
+from guardrail.screening.screen import check_embeddings
 
-OnDeny = Literal["raise", "return"]
 log = logging.getLogger("guardrail")
 
 
 class Guard:
-    """Holds the compiled policy, the audit store and the prompt-privacy settings; thread-safe.
+    """Holds the compiled policy, the audit store and the declared stages of a call; thread-safe.
 
-    Construction does all the checking (policy valid, key present, database reachable and at the
-    current schema), so a misconfigured Guard fails at start, never at its first call.
+    Its configuration is one GuardConfig (what guardrail.yaml loads into): pass one, or any of its
+    fields as keyword arguments (`database=`, `on_deny=`, `audit=AuditConfig(...)`), which replace
+    the settings' own. The parts a file names by path can also be given as objects: `policy` (a
+    Policy or a path), `shadow_policy`, `hmac_key`, `signer`, `reference_sets`, `embedder`,
+    `checkpoint_signer`.
+
+    Construction does all the checking (policy valid and enforceable here, key present, database
+    reachable and at the current schema), so a misconfigured Guard fails at start, never at its
+    first call.
     """
 
     def __init__(
         self,
+        settings: GuardConfig | None = None,
         *,
-        policy: Policy | str | Path,
-        database: str = "guardrail.db",
-        on_deny: OnDeny = "raise",
-        hmac_key: HmacKey | str | Path | None = None,
-        migrate: Migrate = "auto",
-        durability: Durability = "outcome",
-        signer: ImageSigner | None = None,
-        environment: str | None = None,
-        reload: bool = False,
-        reload_interval_s: float = 1.0,
+        policy: Policy | str | Path | None = None,
         shadow_policy: Policy | str | Path | None = None,
-        checkpoint_signer: CheckpointSigner | None = None,
-        checkpoint_every: int = 1000,
-        checkpoint_interval_s: float = 60.0,
-        reference_sets: dict[str, ReferenceSet | str | Path] | None = None,
+        hmac_key: HmacKey | str | Path | None = None,
+        signer: ImageSigner | None = None,
+        reference_sets: Mapping[str, ReferenceSet | str | Path] | None = None,
         embedder: ImageEmbedder | None = None,
-        base_dir: str | Path | None = None,
+        checkpoint_signer: CheckpointSigner | None = None,
+        **options: Any,
     ) -> None:
-        self.on_deny = on_deny
-        self.signer = signer
-        key = hmac_key if isinstance(hmac_key, HmacKey) or hmac_key is None else HmacKey.from_file(hmac_key)
-        self._key = key or HmacKey.from_env()
+        if settings is None and policy is None:
+            raise ConfigError("Guard() needs a policy: pass policy= (a Policy or a YAML path) or a GuardConfig")
+        config = settings or GuardConfig()
+        for field, value in (("policy", policy), ("shadow_policy", shadow_policy)):
+            if isinstance(value, str | Path):
+                options[field] = str(value)
+        if isinstance(hmac_key, str | Path):
+            options["privacy"] = {**config.privacy.model_dump(), "hmac_key_file": str(hmac_key)}
+        paths = {name: str(v) for name, v in (reference_sets or {}).items() if not isinstance(v, ReferenceSet)}
+        if paths:
+            screening = config.screening.model_dump()
+            options["screening"] = {**screening, "reference_sets": {**screening["reference_sets"], **paths}}
+        self.settings = config = with_options(config, options)
+
+        key_file = config.privacy.hmac_key_file
+        key = hmac_key if isinstance(hmac_key, HmacKey) else None
+        self._key = key or (HmacKey.from_file(config.path(key_file)) if key_file else HmacKey.from_env())
+        self.signer = signer if signer is not None else _signer_from(config)
         self.reference_sets = {
-            name: refset if isinstance(refset, ReferenceSet) else ReferenceSet.open(refset)
-            for name, refset in (reference_sets or {}).items()
+            name: ReferenceSet.open(config.path(folder)) for name, folder in config.screening.reference_sets.items()
         }
-        self.embedder = embedder
-        check_embeddings(self.reference_sets, embedder)
-        self._concepts = ConceptScreen(embedder) if embedder is not None else None
+        self.reference_sets.update({n: r for n, r in (reference_sets or {}).items() if isinstance(r, ReferenceSet)})
+        self.embedder = (
+            embedder if embedder is not None else embedder_from_config(config.screening.embedding, config.path)
+        )
+        check_embeddings(self.reference_sets, self.embedder)
+
         self._source: PolicySource | None = None
         if isinstance(policy, Policy):
             self._engine = PolicyEngine(policy)
         else:
             self._source = PolicySource(
-                policy,
-                environment=environment,
-                interval_s=reload_interval_s if reload else math.inf,
+                config.path(config.policy),
+                environment=config.environment,
+                interval_s=config.reload_interval_s if config.reload else math.inf,
                 accept=self._check_policy,
                 on_change=self._policy_changed,
             )
             self._engine = self._source.engine
         self._check_policy(self._engine)
         self.shadow: PolicyEngine | None = None
-        if shadow_policy is not None:
-            shadow = (
-                shadow_policy
-                if isinstance(shadow_policy, Policy)
-                else load_policy(shadow_policy, environment=environment)
-            )
-            self.shadow = PolicyEngine(shadow)
+        if isinstance(shadow_policy, Policy):
+            self.shadow = PolicyEngine(shadow_policy)
+        elif config.shadow_policy is not None:
+            self.shadow = PolicyEngine(load_policy(config.path(config.shadow_policy), environment=config.environment))
+
+        audit = config.audit
+        if checkpoint_signer is None and audit.checkpoint_key_file:
+            checkpoint_signer = CheckpointSigner.from_file(config.path(audit.checkpoint_key_file))
         self.store = AuditStore(
-            database_url(database, base_dir),
-            migrate=migrate,
-            durability=durability,
+            database_url(config.database, config.base_dir),
+            migrate=config.migrate,
+            durability=config.durability,
             checkpoint_signer=checkpoint_signer,
-            checkpoint_every=checkpoint_every,
-            checkpoint_interval_s=checkpoint_interval_s,
+            checkpoint_every=audit.checkpoint_every,
+            checkpoint_interval_s=audit.checkpoint_interval_s,
         )
-        self.quotas = QuotaLedger(self.store.crash_safe_engine)
+        self.checks = Checks(self.reference_sets, self.embedder, QuotaLedger(self.store.crash_safe_engine))
+        self.pipeline = CallPipeline(
+            stages=[
+                ReadCall(self._privacy, new_id),
+                AuditRequest(self.store),
+                Decide(self.checks, self.shadow),
+                ApplyDecision(),
+                Generate(),
+                HashOutputs(),
+                ScreenOutputs(self.shadow),
+                Sign(self.signer),
+            ],
+            finish=[AuditOutcome(self.store, self.shadow), Attach(config.on_deny)],
+        )
+        """The stages of every call, in order: the flow of one call as the code declares it."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this Guard offers a policy: its reference sets, embedding model, signer and HMAC key."""
+        return Capabilities(
+            reference_sets=frozenset(self.reference_sets),
+            embedding=self.embedder is not None,
+            signer=self.signer is not None,
+            hmac_key=self._key is not None,
+        )
 
     def _check_policy(self, engine: PolicyEngine) -> None:
         """Refuse a policy this Guard cannot honour (at start, and for every reload)."""
-        policy = engine.policy
-        PromptPrivacy(policy.privacy.prompts, self._key)  # raises when HMACs are asked for without a key
-        unknown = sorted(set(policy.screening.sets) - set(self.reference_sets))
-        if unknown:
-            configured = ", ".join(self.reference_sets) or "none"
-            raise ConfigError(
-                f"policy {policy.name!r} screens against unknown reference set {unknown[0]!r} "
-                f"(configured: {configured}); add it under screening.reference_sets in guardrail.yaml"
-            )
-        if policy.screening.concepts and self._concepts is None:
-            raise ConfigError(
-                f"policy {policy.name!r} has prompt concept rules but no embedding model is configured: add "
-                "screening.embedding (model and checkpoint) to guardrail.yaml or pass embedder= to Guard"
-            )
-        if policy.provenance.required and self.signer is None:
-            raise ConfigError(
-                f"policy {policy.name!r} requires signed images (provenance.required) but no signer is "
-                "configured: add a `provenance` section to guardrail.yaml or pass signer= to Guard"
-            )
+        gaps = policy_gaps(engine.policy, self.capabilities)
+        if gaps:
+            raise ConfigError(f"policy {engine.policy.name!r}: " + "; ".join(message for _path, message in gaps))
 
     def _policy_changed(self, in_force: PolicyEngine, error: GuardrailError | None) -> None:
         """Audit every reload, applied or refused; a refused edit leaves the last good policy in force."""
         if error is not None:
             log.warning("policy edit refused; version %s stays in force: %s", in_force.version[:12], error)
         self.store.write(policy_event(in_force.policy.name, in_force.version, applied=error is None, error=error))
+
+    def _privacy(self, mode: str) -> PromptPrivacy:
+        return PromptPrivacy(mode, self._key)
 
     @property
     def engine(self) -> PolicyEngine:
@@ -151,59 +178,26 @@ class Guard:
 
     @property
     def privacy(self) -> PromptPrivacy:
-        return PromptPrivacy(self.policy.privacy.prompts, self._key)
+        return self._privacy(self.policy.privacy.prompts)
 
     @classmethod
     def from_config(cls, path: str | Path = "guardrail.yaml") -> Guard:
         """A Guard from guardrail.yaml; relative paths in it resolve against the file's folder."""
-        return cls.from_settings(load_config(path))
+        return cls(load_config(path))
 
     @classmethod
     def from_settings(cls, config: GuardConfig) -> Guard:
-        key_file = config.privacy.hmac_key_file
-        signer = None
-        if config.provenance is not None:
-            p = config.provenance
-            signer = ImageSigner.from_files(
-                config.path(p.certificate_chain),
-                config.path(p.private_key),
-                algorithm=p.algorithm,
-                timestamp_url=p.timestamp_url,
-                output_format=p.format,
-                jpeg_quality=p.jpeg_quality,
-                thumbnail=p.thumbnail,
-            )
-        audit = config.audit
-        checkpoints = (
-            CheckpointSigner.from_file(config.path(audit.checkpoint_key_file)) if audit.checkpoint_key_file else None
-        )
-        return cls(
-            checkpoint_signer=checkpoints,
-            checkpoint_every=audit.checkpoint_every,
-            checkpoint_interval_s=audit.checkpoint_interval_s,
-            reference_sets={name: config.path(folder) for name, folder in config.screening.reference_sets.items()},
-            embedder=embedder_from_config(config.screening.embedding, config.path),
-            policy=config.path(config.policy),
-            environment=config.environment,
-            reload=config.reload,
-            reload_interval_s=config.reload_interval_s,
-            shadow_policy=config.path(config.shadow_policy) if config.shadow_policy else None,
-            database=config.database,
-            on_deny=config.on_deny,
-            hmac_key=config.path(key_file) if key_file else None,
-            migrate=config.migrate,
-            durability=config.durability,
-            signer=signer,
-            base_dir=config.base_dir,
-        )
+        """A Guard from settings already loaded (the same as `Guard(config)`)."""
+        return cls(config)
 
     @property
     def policy_version(self) -> str:
         return self.engine.version
 
     def evaluate(self, request: GenerationRequest) -> Decision:
-        """The decision for a request, without generating or writing anything."""
-        return self.engine.evaluate(request)
+        """The decision the Guard would reach for a request (rules, concept rules, input screening,
+        quotas), without generating, charging a quota or writing anything."""
+        return decide(self.engine, request, Evidence(request, self.checks), charge=False).decision
 
     def wrap(self, target: Any, *, model: str | None = None) -> GuardedPipeline:
         """Guard a diffusers pipeline or any callable returning images. `model` names it in the audit log."""
@@ -240,122 +234,27 @@ class Guard:
         roles: Iterable[str],
         tenant: str | None = None,
     ) -> Any:
-        """One guarded call. Raises PolicyViolation on deny (unless on_deny is "return"), AuditWriteError
-        when the log cannot be written, SigningError when required signing fails, and the target's own
-        exception when generation fails."""
-        timings: dict[str, float] = {}
-        clock = _Clock(timings)
-        engine = self.engine  # one policy for the whole call, even if a reload lands meanwhile
-        with clock("read"):
-            request = adapter.read(
-                args, kwargs, user=user, roles=tuple(roles), tenant=tenant, hash_weights=engine.needs_weight_hashes
-            )
-        privacy = PromptPrivacy(engine.policy.privacy.prompts, self._key)
-        ctx = CallContext(new_id(), request, engine.policy.name, engine.version, privacy)
-        with clock("audit_request"):
-            self.store.write(request_event(ctx))
-        with clock("policy"):
-            decision = engine.evaluate(request)
-        screening = engine.policy.screening
-        if decision.allowed and screening.concepts and self._concepts is not None:
-            with clock("concepts"):
-                decision = decision.with_fired(self._concepts.fired(request.prompts, screening.concepts))
-        inputs = [i.image for i in request.input_images if i.image is not None]
-        notes: dict[str, Any] = {}
-        if decision.allowed and screening.sets and screening.inputs and inputs:
-            with clock("screen_inputs"):
-                found = screen(inputs, screening.sets, self.reference_sets, self.embedder)
-            decision = apply_matches(decision, found, "input")
-            notes["screening"] = {"inputs": summary(found)}
-        if decision.allowed and engine.policy.quotas:
-            with clock("quota"):
-                decision = charge_quotas(self.quotas, engine.policy.quotas, request, decision)
-        notes.update(shadow_notes(self.shadow, request, decision))
-        if not decision.allowed:
-            return self._deny(ctx, decision, [], timings, notes)
-        call_args, call_kwargs = adapter.apply(args, kwargs, decision)
-        try:
-            with clock("generate"):
-                output = adapter.target(*call_args, **call_kwargs)
-        except BaseException as exc:
-            self.store.write(
-                outcome_event(ctx, decision=decision, outputs=[], durations_ms=timings, error=exc, notes=notes)
-            )
-            raise
-        images = adapter.output_images(output)
-        with clock("hash_outputs"):
-            digests = tuple(image_sha256(image) for image in images)
-        outputs = [{"sha256": digest} for digest in digests]
-        matches: list[list[Match]] = [[] for _ in images]
-        if screening.sets:
-            with clock("screen_outputs"):
-                matches = screen(images, screening.sets, self.reference_sets, self.embedder)
-            decision = apply_matches(decision, matches, "output")
-            notes["screening"] = {**notes.get("screening", {}), "outputs": summary(matches)}
-            if not decision.allowed:  # a blocked output: every image of the call is withheld
-                return self._deny(ctx, decision, outputs, timings, notes)
-        signed: tuple[SignedImage, ...] = ()
-        if self.signer is not None:
-            try:
-                with clock("sign"):
-                    signed = tuple(sign_call(self.signer, images, ctx, decision, notes.get("screening")))
-            except SigningError as exc:
-                if engine.policy.provenance.required:  # fail closed: the images are withheld
-                    self.store.write(
-                        outcome_event(
-                            ctx, decision=decision, outputs=outputs, durations_ms=timings, error=exc, notes=notes
-                        )
-                    )
-                    raise SigningError(f"{exc}; the images were withheld", ctx.call_id) from exc
-                notes["signing_error"] = str(exc)
-            for record, item in zip(outputs, signed, strict=False):
-                record.update(signed_sha256=item.sha256, manifest=item.manifest_label, mime=item.mime)
-        self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
-        return adapter.attach(output, self._governance(ctx, decision, digests, signed, matches))
-
-    def _deny(
-        self,
-        ctx: CallContext,
-        decision: Decision,
-        outputs: list[dict[str, Any]],
-        timings: dict[str, float],
-        notes: dict[str, Any],
-    ) -> GuardedResult:
-        """Audit a denied call, then raise PolicyViolation, or return no images when on_deny is "return"."""
-        self.store.write(outcome_event(ctx, decision=decision, outputs=outputs, durations_ms=timings, notes=notes))
-        if self.on_deny == "raise":
-            raise PolicyViolation(decision, ctx.call_id)
-        return GuardedResult(images=[], governance=self._governance(ctx, decision))
-
-    def _governance(
-        self,
-        ctx: CallContext,
-        decision: Decision,
-        digests: tuple[str, ...] = (),
-        signed: tuple[SignedImage, ...] = (),
-        matches: list[list[Match]] | None = None,
-    ) -> Governance:
-        found = tuple(tuple(m) for m in matches or [])
-        return Governance(ctx.call_id, decision, ctx.policy_name, ctx.policy_version, digests, signed, found)
+        """One guarded call through the declared stages. Raises PolicyViolation on deny (unless on_deny is
+        "return"), AuditWriteError when the log cannot be written, SigningError when required signing
+        fails, and the target's own exception when generation fails."""
+        caller = Caller(user, tuple(roles), tenant)
+        return self.pipeline.run(CallState(adapter, args, kwargs, caller, self.engine))
 
 
-class _Clock:
-    """Times named stages into a dict of milliseconds."""
-
-    def __init__(self, into: dict[str, float]) -> None:
-        self.into = into
-        self.name = ""
-        self.start = 0.0
-
-    def __call__(self, name: str) -> _Clock:
-        self.name = name
-        return self
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.into[self.name] = round((time.perf_counter() - self.start) * 1000, 3)
+def _signer_from(config: GuardConfig) -> ImageSigner | None:
+    """The C2PA signer guardrail.yaml's `provenance` section describes, if any."""
+    p = config.provenance
+    if p is None:
+        return None
+    return ImageSigner.from_files(
+        config.path(p.certificate_chain),
+        config.path(p.private_key),
+        algorithm=p.algorithm,
+        timestamp_url=p.timestamp_url,
+        output_format=p.format,
+        jpeg_quality=p.jpeg_quality,
+        thumbnail=p.thumbnail,
+    )
 
 
 class GuardedPipeline:

@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from guardrail.errors import ImageTooLarge
+
 
 def is_image(value: Any) -> bool:
     """True for a PIL image, a numpy array or a torch tensor (without importing torch)."""
@@ -67,10 +69,6 @@ MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 SOURCE_KEY = "guardrail.source"
 """Key in a PIL image's .info holding (bytes, mime type) of the file it was opened from."""
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-
-
-class ImageTooLarge(ValueError):
-    """An input image is over the byte or pixel limit; nothing was decoded."""
 
 
 def read_limited(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from guardrail._resources import data_dir
 from guardrail.audit.checkpoints import create_key_files
-from guardrail.audit.privacy import create_key_file
 from guardrail.audit.store import AuditStore, database_url, safe_url
 from guardrail.config import CONFIG_TEMPLATE
 from guardrail.errors import ConfigError
+from guardrail.privacy import create_key_file
 from guardrail.provenance.devca import DevCA, create_dev_ca
 
 

@@ -1,4 +1,6 @@
-"""The typed objects that travel through one guarded call: request in, governance out."""
+"""The typed objects that travel through one guarded call and that several layers share: the request
+read from the call, the call's context (id, policy, prompt privacy), signed images, the governance
+attached to the result. Every layer may import this module; it imports none of them at run time."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardrail.privacy import PromptPrivacy
+
 if TYPE_CHECKING:
     from guardrail.policy.decision import Decision
-    from guardrail.provenance.signing import SignedImage
     from guardrail.screening.screen import Match
 
 
@@ -106,6 +109,34 @@ class GenerationRequest:
             "seeds": list(self.seeds),
             **self.params,
         }
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What every audit event, manifest and stage of one call shares: its id, the request, the policy in
+    force for the whole call, and how its prompts may be recorded."""
+
+    call_id: str
+    request: GenerationRequest
+    policy_name: str
+    policy_version: str
+    privacy: PromptPrivacy
+
+
+@dataclass(frozen=True)
+class SignedImage:
+    """C2PA-signed image bytes and what identifies them."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    manifest_label: str
+    sha256: str
+
+    def save(self, path: str | Path) -> Path:
+        """Write the signed bytes as they are (any re-encoding would strip the manifest). Writes a file."""
+        target = Path(path)
+        target.write_bytes(self.data)
+        return target
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import guardrail
-from guardrail.audit.privacy import HmacKey
+from guardrail.privacy import HmacKey
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY = REPO / "policies" / "default.yaml"

@@ -40,3 +40,22 @@ def test_loose_key_permissions_warn(tmp_path: Path) -> None:
     project.key.chmod(0o644)
     with pytest.warns(UserWarning, match="readable by others"):
         guardrail.Guard.from_config(project.config).close()
+
+
+def test_a_guard_is_configured_by_one_settings_object(tmp_path: Path) -> None:
+    from guardrail.config import AuditConfig, GuardConfig
+
+    policy = guardrail.parse_policy("name: p\nprivacy: {prompts: redacted}\n")
+    settings = GuardConfig(database=str(tmp_path / "a.db"), on_deny="return")
+    # keyword arguments are the settings' own fields, sections as models or dicts, validated like the file
+    with guardrail.Guard(settings, policy=policy, audit=AuditConfig(checkpoint_every=7)) as guard:
+        assert guard.settings.on_deny == "return" and guard.settings.audit.checkpoint_every == 7
+        assert guard.wrap(lambda prompt: [])("gore").governance.allowed
+    with guardrail.Guard(policy=policy, database=str(tmp_path / "b.db"), audit={"checkpoint_every": 3}) as guard:
+        assert guard.settings.audit.checkpoint_every == 3 and guard.settings.database.endswith("b.db")
+    with pytest.raises(guardrail.ConfigError, match=r"Guard\(\): databse: unknown option"):
+        guardrail.Guard(policy=policy, databse="x.db")
+    with pytest.raises(guardrail.ConfigError, match=r"Guard\(\): on_deny: Input should be 'raise' or 'return'"):
+        guardrail.Guard(policy=policy, database=str(tmp_path / "c.db"), on_deny="ignore")
+    with pytest.raises(guardrail.ConfigError, match="needs a policy"):
+        guardrail.Guard(database=str(tmp_path / "d.db"))

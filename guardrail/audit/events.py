@@ -7,9 +7,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from guardrail.audit.privacy import PromptPrivacy
 from guardrail.policy.decision import Decision
-from guardrail.request import GenerationRequest
+from guardrail.request import CallContext
 
 SCHEMA_VERSION = 1
 """Version of the event payload layout, stored on every row."""
@@ -51,17 +50,6 @@ class AuditEvent:
     def row(self) -> dict[str, Any]:
         """The column values (shallow: dataclasses.asdict would deep-copy every JSON payload)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class CallContext:
-    """What every event of one call shares."""
-
-    call_id: str
-    request: GenerationRequest
-    policy_name: str
-    policy_version: str
-    privacy: PromptPrivacy
 
 
 def _call_event(ctx: CallContext, kind: str, status: str, **fields: Any) -> AuditEvent:

@@ -3,6 +3,7 @@ its outcome), per-call events for `show`, and counts for `stats`. Reads only, th
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -237,10 +238,66 @@ def events_between(engine: Engine, since: datetime | None, until: datetime | Non
 
     from guardrail.audit.tables import audit_events as ev
 
-    query = sa.select(ev).order_by(ev.c.chain_seq)
+    yield from _stream(engine, sa.select(ev).order_by(ev.c.chain_seq), since, until)
+
+
+def _stream(engine: Engine, query: Any, since: datetime | None, until: datetime | None) -> Any:
+    """The rows of an events query within a time window (by the event's created_at), streamed as dicts."""
+    from guardrail.audit.tables import audit_events as ev
+
     if since is not None:
         query = query.where(ev.c.created_at >= since)
     if until is not None:
         query = query.where(ev.c.created_at < until)
     with engine.connect() as connection:
         yield from (dict(r) for r in connection.execution_options(yield_per=5000).execute(query).mappings())
+
+
+def checkpoints(engine: Engine) -> list[dict[str, Any]]:
+    """The signed checkpoints of the hash chain, oldest first, as plain values (for export). Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_checkpoints
+
+    fields = ("chain_seq", "entry_hash", "created_at", "key_id", "signature")
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings().all()
+    return [{name: row[name] for name in fields} for row in rows]
+
+
+def logged_requests(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> Any:
+    """Each finished call's request event, with its outcome's decision and rules (`outcome_decision`,
+    `outcome_rules`), in chain order, streamed. Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import audit_events as ev
+
+    outcome = ev.alias("outcome")
+    query = (
+        sa.select(ev, outcome.c.decision.label("outcome_decision"), outcome.c.rules.label("outcome_rules"))
+        .select_from(ev.join(outcome, sa.and_(outcome.c.call_id == ev.c.call_id, outcome.c.kind == "outcome")))
+        .where(ev.c.kind == "request")
+        .order_by(ev.c.seq)
+    )
+    yield from _stream(engine, query, since, until)
+
+
+def audit_record(engine: Engine, verification: Any) -> dict[str, Any]:
+    """What the audit log says of the call a verified image names (a provenance Verification): found,
+    status, decision, user, time, and whether the file's SHA-256 is one the call logged. Reads only."""
+    audit_id = verification.audit_id or ""
+    events = call_events(engine, audit_id) if audit_id else []
+    outcome = next((e for e in events if e["kind"] == "outcome"), None)
+    if outcome is None:
+        return {"audit_id": audit_id, "found": False, "hash_matches": False}
+    detail = outcome["detail"] if isinstance(outcome["detail"], dict) else json.loads(outcome["detail"])
+    logged = [o.get("signed_sha256") for o in detail.get("outputs", [])]
+    return {
+        "audit_id": audit_id,
+        "found": True,
+        "status": outcome["status"],
+        "decision": outcome["decision"],
+        "user": outcome["user_id"],
+        "logged_at": str(outcome["created_at"]),
+        "hash_matches": verification.sha256 in logged,
+    }

@@ -50,6 +50,15 @@ def database_url(value: str, base_dir: str | Path | None = None) -> str:
     return value
 
 
+def database_exists(url: str) -> bool:
+    """Whether the database a URL names is there: a SQLite file exists (connecting would create an
+    empty one); any other URL is taken to exist, and connecting says otherwise. Reads nothing."""
+    if not url.startswith("sqlite"):
+        return True
+    path = url.split(":///", 1)[-1].split("?", 1)[0]
+    return path in ("", ":memory:") or Path(path).is_file()
+
+
 def create_engine(url: str) -> Engine:
     """An engine configured for durable, concurrent audit writes."""
     import sqlalchemy as sa

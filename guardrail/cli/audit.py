@@ -237,14 +237,11 @@ def export_checkpoints(
 
     Example: guardrail audit checkpoints /secure/guardrail-checkpoints.jsonl
     """
-    import sqlalchemy as sa
+    from guardrail.audit.query import checkpoints
 
-    from guardrail.audit.tables import audit_checkpoints
-
-    with _store(config, database) as store, store.engine.connect() as connection:
-        rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings().all()
-    fields = ("chain_seq", "entry_hash", "created_at", "key_id", "signature")
-    output.write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in rows), encoding="utf-8")
+    with _store(config, database) as store:
+        rows = checkpoints(store.engine)
+    output.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     console.print(f"wrote {len(rows)} checkpoints to {output}")
 
 
@@ -262,10 +259,7 @@ def export(
 
     Example: guardrail audit export evidence-2026-q4 --since 2026-10-01 --until 2027-01-01
     """
-    import sqlalchemy as sa
-
-    from guardrail.audit.query import events_between
-    from guardrail.audit.tables import audit_checkpoints
+    from guardrail.audit.query import checkpoints, events_between
     from guardrail.audit.verify import verify_log
 
     output.mkdir(parents=True, exist_ok=True)
@@ -277,11 +271,9 @@ def export(
             for event in events_between(store.engine, start, end):
                 handle.write(json.dumps(event, default=str) + "\n")
                 count += 1
-        with store.engine.connect() as connection:
-            rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings().all()
+        rows = checkpoints(store.engine)
         report = verify_log(store.engine, public_key=key)
-    fields = ("chain_seq", "entry_hash", "created_at", "key_id", "signature")
-    (output / "checkpoints.jsonl").write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in rows))
+    (output / "checkpoints.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     summary = {"since": since, "until": until, "events_exported": count, "verification": report.as_dict()}
     (output / "verification.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if key is not None:

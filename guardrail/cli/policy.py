@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from guardrail.cli.common import ConfigOption, DatabaseOption, resolve_database
+from guardrail.cli.common import ConfigOption, DatabaseOption, parse_time, resolve_database
 from guardrail.cli.output import CsvOption, JsonOption, console, emit, emit_one
 from guardrail.errors import PolicyError, Problem
 
@@ -42,20 +44,16 @@ def validate(
     ] = Path("guardrail.yaml"),
 ) -> None:
     """Check policy files; every problem of every file is printed with file, line, column and field,
-    including reference sets the policy screens with but guardrail.yaml (when present) does not define,
-    and concept rules without the embedding model they need.
+    including what the policy asks for that the Guard guardrail.yaml (when present) describes cannot do:
+    unknown reference sets, concept rules without an embedding model, required signing without a
+    signer, HMAC prompts without a key (the same check a Guard makes at start).
 
     Example: guardrail policy validate policies/*.yaml --env prod
     """
+    from guardrail.config import Capabilities, load_config, policy_gaps
     from guardrail.policy.load import load_policy, locate, read_text_file, read_yaml
 
-    known, embedding = None, True
-    if config.exists():
-        from guardrail.config import load_config
-
-        screening = load_config(config).screening
-        known = set(screening.reference_sets)
-        embedding = screening.embedding is not None and screening.embedding.has_weights
+    offered = Capabilities.of(load_config(config)) if config.exists() else None
     problems: list[Problem] = []
     for file in files:
         try:
@@ -63,26 +61,13 @@ def validate(
         except PolicyError as exc:
             problems += exc.problems
             continue
-        unknown = sorted(set(policy.screening.sets) - known) if known is not None else []
-        found: list[tuple[list[str], str]] = [
-            (
-                ["screening", "sets", name],
-                f"unknown reference set {name!r} (defined in {config}: {', '.join(sorted(known or [])) or 'none'})",
-            )
-            for name in unknown
-        ]
-        if policy.screening.concepts and not embedding:
-            found.append(
-                (
-                    ["screening", "concepts"],
-                    f"concept rules need an embedding model with a checkpoint (screening.embedding in {config})",
-                )
-            )
-        if found:
+        gaps = policy_gaps(policy, offered) if offered is not None else []
+        if gaps:
             data = read_yaml(read_text_file(file), str(file))
-            for path, message in found:
+            for path, message in gaps:
                 line, column = locate(data, path)
-                problems.append(Problem(message, str(file), line, column, ".".join(path)))
+                field = ".".join(str(part) for part in path)
+                problems.append(Problem(f"{message} (checked against {config})", str(file), line, column, field))
             continue
         summary = f"policy {policy.name!r}, {len(policy.rules)} rules, version {policy.version[:12]}"
         console.print(f"[green]ok[/green] {file}: {summary}")
@@ -107,6 +92,56 @@ def _request(
     return spec.to_request()
 
 
+@contextmanager
+def _checks(config: Path, database: str | None, *, quotas: bool = True) -> Iterator[Any]:
+    """The checks of the Guard that guardrail.yaml describes, for deciding as it would: its embedding
+    model (concept rules) and, where an audit database exists, its quota counts, to read (decide with
+    charge=False). Without a database, quotas are unchecked."""
+    from guardrail.pipeline import Checks
+
+    embedder, store = None, None
+    if config.exists():
+        from guardrail.config import load_config
+        from guardrail.screening.embeddings import embedder_from_config
+
+        settings = load_config(config)
+        embedder = embedder_from_config(settings.screening.embedding, settings.path)
+    if quotas and (database or config.exists()):
+        from guardrail.audit.store import AuditStore, database_exists
+
+        url = resolve_database(config, database)
+        if database_exists(url):
+            store = AuditStore(url, migrate="check")
+    try:
+        ledger = None
+        if store is not None:
+            from guardrail.audit.quota import QuotaLedger
+
+            ledger = QuotaLedger(store.engine)
+        yield Checks(embedder=embedder, quotas=ledger)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _print_decision(decision: Any, unchecked: tuple[str, ...], *, verbose: bool) -> None:
+    colour = {"allow": "green", "modify": "yellow", "deny": "red"}[decision.effect]
+    head = "decision: " if verbose else ""
+    console.print(f"{head}[{colour}]{decision.effect}[/{colour}]" + (" (flagged)" if decision.flagged else ""))
+    for rule in decision.fired:
+        if verbose:
+            console.print(f"  fired {rule.id} [{rule.effect}]: {rule.message}\n    because {rule.detail}", markup=False)
+        else:
+            console.print(f"  {rule.id} [{rule.effect}]: {rule.message} ({rule.detail})", markup=False)
+    for change in decision.modifications:
+        rule = f" (rule {change.rule_id})" if verbose else ""
+        console.print(f"  modified {change.field}: {change.before!r} -> {change.after!r}{rule}", markup=False)
+    for left, count in decision.quotas.items():
+        console.print(f"  quota {left}: {count} images left", markup=False)
+    if "quotas" in unchecked:
+        console.print("  quotas: not checked (no audit database: pass --database or --config)", markup=False)
+
+
 Prompt = Annotated[list[str], typer.Option("--prompt", "-p", help="Prompt text (repeat for a batch).")]
 Negative = Annotated[list[str] | None, typer.Option("--negative", "-n", help="Negative prompt.")]
 Param = Annotated[list[str] | None, typer.Option("--param", help="Generation parameter, key=value (steps=30).")]
@@ -129,26 +164,30 @@ def check(
     model: Model = None,
     adapter: Adapter = None,
     env: EnvOption = None,
+    config: ConfigOption = Path("guardrail.yaml"),
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate one request against a policy without generating. Exits 1 when it is denied.
+    """Decide one request as a Guard would (rules, concept rules with the configured embedding model,
+    quotas read from the audit database but never charged), without generating. Exits 1 when denied.
 
     Example: guardrail policy check policies/default.yaml --prompt "a watercolor fox" --param steps=80 --json
     """
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy
 
-    policy = load_policy(file, environment=env)
-    decision = PolicyEngine(policy).evaluate(_request(prompt, negative, param, user, role, tenant, model, adapter))
+    engine = PolicyEngine(load_policy(file, environment=env))
+    request = _request(prompt, negative, param, user, role, tenant, model, adapter)
+    from guardrail.pipeline import Evidence, decide
+
+    with _checks(config, database) as checks:
+        verdict = decide(engine, request, Evidence(request, checks), charge=False)
+    decision = verdict.decision
     if as_json:
-        emit_one({**decision.as_dict(), "policy": policy.name, "policy_version": policy.version}, as_json=True)
+        result = {**decision.as_dict(), "policy": engine.policy.name, "policy_version": engine.version}
+        emit_one({**result, "unchecked": list(verdict.unchecked)}, as_json=True)
     else:
-        colour = {"allow": "green", "modify": "yellow", "deny": "red"}[decision.effect]
-        console.print(f"[{colour}]{decision.effect}[/{colour}]" + (" (flagged)" if decision.flagged else ""))
-        for rule in decision.fired:
-            console.print(f"  {rule.id} [{rule.effect}]: {rule.message} ({rule.detail})", markup=False)
-        for change in decision.modifications:
-            console.print(f"  modified {change.field}: {change.before!r} -> {change.after!r}", markup=False)
+        _print_decision(decision, verdict.unchecked, verbose=False)
     if not decision.allowed:
         raise typer.Exit(1)
 
@@ -165,6 +204,8 @@ def explain(
     model: Model = None,
     adapter: Adapter = None,
     env: EnvOption = None,
+    config: ConfigOption = Path("guardrail.yaml"),
+    database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show which rules fired and why: each prompt as the policy sees it after normalisation, the
@@ -176,28 +217,32 @@ def explain(
     from guardrail.policy.load import load_policy
     from guardrail.policy.text import normalize
 
-    policy = load_policy(file, environment=env)
+    engine = PolicyEngine(load_policy(file, environment=env))
+    policy = engine.policy
     request = _request(prompt, negative, param, user, role, tenant, model, adapter)
-    decision = PolicyEngine(policy).evaluate(request)
+    from guardrail.pipeline import Evidence, decide
+
+    with _checks(config, database) as checks:
+        verdict = decide(engine, request, Evidence(request, checks), charge=False)
+    decision = verdict.decision
     fired = set(decision.rule_ids)
     quiet = [r.id for r in policy.rules if r.id not in fired and r.when.applies(request.user, request.roles)]
+    quiet += [r.id for r in policy.screening.concepts if r.id not in fired]
     skipped = [r.id for r in policy.rules if not r.when.applies(request.user, request.roles)]
     texts = [{"field": "prompt", "text": t, "normalised": normalize(t)} for t in request.prompts]
     texts += [{"field": "negative_prompt", "text": t, "normalised": normalize(t)} for t in request.negative_prompts]
     if as_json:
         result = {"policy": policy.name, "version": policy.version, "texts": texts, **decision.as_dict()}
-        emit_one({**result, "not_fired": quiet, "out_of_scope": skipped}, as_json=True)
+        emit_one(
+            {**result, "not_fired": quiet, "out_of_scope": skipped, "unchecked": list(verdict.unchecked)},
+            as_json=True,
+        )
     else:
         console.print(f"policy [bold]{policy.name}[/bold] version {policy.version[:12]}", highlight=False)
         for item in texts:
             line = f"{item['field']}: {item['text']!r}\n  as the policy reads it: {item['normalised']!r}"
             console.print(line, markup=False)
-        console.print(f"decision: [bold]{decision.effect}[/bold]" + (" (flagged)" if decision.flagged else ""))
-        for rule in decision.fired:
-            console.print(f"  fired {rule.id} [{rule.effect}]: {rule.message}\n    because {rule.detail}", markup=False)
-        for change in decision.modifications:
-            line = f"  modified {change.field}: {change.before!r} -> {change.after!r} (rule {change.rule_id})"
-            console.print(line, markup=False)
+        _print_decision(decision, verdict.unchecked, verbose=True)
         console.print(f"  in scope, did not fire: {', '.join(quiet) or 'none'}", markup=False)
         if skipped:
             console.print(f"  out of scope for this user and roles: {', '.join(skipped)}", markup=False)
@@ -206,10 +251,12 @@ def explain(
 @app.command("test")
 def test_(
     path: Annotated[Path, typer.Argument(help="A *.test.yaml file or a folder of them.")] = Path("policies"),
+    config: ConfigOption = Path("guardrail.yaml"),
     as_json: JsonOption = False,
 ) -> None:
     """Run policy test cases (request -> expected decision and rule ids) and print a pass/fail summary.
-    Exits 1 when a case fails, 2 when a test file is unusable.
+    Cases are decided as a Guard decides (concept rules with guardrail.yaml's embedding model); quotas
+    are not consulted. Exits 1 when a case fails, 2 when a test file is unusable.
 
     Example: guardrail policy test policies/
     """
@@ -218,7 +265,11 @@ def test_(
     files = find_case_files(path)
     if not files:
         raise typer.BadParameter(f"no *.test.yaml files under {path}", param_hint="PATH")
-    results = [result for file in files for result in run_case_file(file)]
+    from guardrail.pipeline import decider
+
+    with _checks(config, None, quotas=False) as checks:
+        decide = decider(checks)
+        results = [result for file in files for result in run_case_file(file, decide)]
     failed = [r for r in results if not r.passed]
     if as_json:
         for r in results:
@@ -255,18 +306,24 @@ def replay(
 
     Example: guardrail policy replay policies/candidate.yaml --since 7d --config guardrail.yaml
     """
+    from guardrail.audit.query import logged_requests
     from guardrail.audit.store import AuditStore
-    from guardrail.cli.common import parse_time
+    from guardrail.pipeline import decider
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy
     from guardrail.policy.replay import replay as run_replay
 
     candidate = PolicyEngine(load_policy(file, environment=env))
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     store = AuditStore(resolve_database(config, database), migrate="check")
     try:
-        report = run_replay(
-            store.engine, candidate, since=parse_time(since, "--since"), until=parse_time(until, "--until")
-        )
+        with _checks(config, None, quotas=False) as checks:
+            decide = decider(checks)
+            report = run_replay(
+                logged_requests(store.engine, start, end),
+                lambda request: decide(candidate, request),
+                quota_ids={quota.id for quota in candidate.policy.quotas},
+            )
     finally:
         store.close()
     rows = [c.as_dict() for c in report.changes]

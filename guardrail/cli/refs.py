@@ -42,14 +42,10 @@ def _embedder(config: Path) -> Any:
 
 def _prepare_indexes(refset: Any) -> None:
     """Build a large set's search indexes now, so that screening processes only load them."""
-    from guardrail.screening.screen import CANDIDATES
-    from guardrail.screening.vectors import index_for
+    from guardrail.screening.screen import prepare_indexes
 
     with console.status(f"indexing {refset.name}"):
-        if len(refset.entries) > CANDIDATES:
-            refset.keypoint_index()
-        if refset.embeddings is not None:
-            index_for(refset)
+        prepare_indexes(refset)
 
 
 @app.command()
@@ -134,13 +130,17 @@ def remove(
 def match_(
     images: Annotated[list[Path], typer.Argument(help="Images to check.")],
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Only these sets (default: all).")] = None,
-    max_distance: Annotated[int, typer.Option("--max-distance", help="pHash bits (0-32).", min=0, max=32)] = 10,
+    max_distance: Annotated[
+        int | None, typer.Option("--max-distance", help="pHash bits (0-32); default: the policy's.", min=0, max=32)
+    ] = None,
     min_inliers: Annotated[
-        int, typer.Option("--min-inliers", help="Agreeing keypoints (0 turns the keypoint tier off).", min=0)
-    ] = 10,
+        int | None,
+        typer.Option("--min-inliers", help="Agreeing keypoints (0: tier off); default: the policy's.", min=0),
+    ] = None,
     min_similarity: Annotated[
-        float, typer.Option("--min-similarity", help="CLIP cosine similarity (sets built with a model).", min=-1, max=1)
-    ] = 0.92,
+        float | None,
+        typer.Option("--min-similarity", help="CLIP cosine similarity; default: the policy's.", min=-1, max=1),
+    ] = None,
     root: Root = Path(".guardrail/refs"),
     config: ConfigOption = Path("guardrail.yaml"),
     as_json: JsonOption = False,
@@ -157,7 +157,13 @@ def match_(
 
     names = set_ or [p.parent.name for p in sorted(root.glob("*/refset.json"))]
     refsets = {name: ReferenceSet.open(_folder(root, name)) for name in names}
-    rule = Thresholds(max_distance, min_inliers or None, min_similarity, action="match")
+    policy = Thresholds()  # a policy's defaults (guardrail.policy.schema.ScreeningSet)
+    rule = Thresholds(
+        policy.max_distance if max_distance is None else max_distance,
+        policy.min_inliers if min_inliers is None else (min_inliers or None),
+        policy.min_similarity if min_similarity is None else min_similarity,
+        action="match",
+    )
     embedder = _embedder(config) if any(refset.embedding for refset in refsets.values()) else None
     check_embeddings(refsets, embedder)  # before the first image: a wrong model is one clear error
     any_match = False

@@ -33,6 +33,7 @@ def verify(
 
     Example: guardrail verify out.png --trust-anchors .guardrail/dev-ca/trust-anchors.pem --config guardrail.yaml
     """
+    from guardrail.audit.query import audit_record
     from guardrail.audit.store import AuditStore, database_url
     from guardrail.config import load_config
     from guardrail.images import read_limited
@@ -58,9 +59,9 @@ def verify(
                 data = read_limited(image)
             except (OSError, ValueError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="IMAGES") from None
-            result = verify_bytes(
-                data, source=str(image), trust_anchors=anchors, engine=store.engine if store else None
-            )
+            result = verify_bytes(data, source=str(image), trust_anchors=anchors)
+            if store is not None and result.governance:
+                result = result.with_audit(audit_record(store.engine, result))
             ok = result.ok(require_trusted=anchors is not None)
             all_ok &= ok
             if as_json:

@@ -14,14 +14,18 @@ been changed to the given values. Every case runs; the result lists each failure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from guardrail.policy.decision import Decision
 from guardrail.request import GenerationRequest, ModelIdentity
+
+if TYPE_CHECKING:
+    from guardrail.policy.engine import PolicyEngine
 
 # Parameter names accepted in requests (diffusers' argument names too) -> GenerationRequest fields.
 PARAMETERS: dict[str, tuple[str, type]] = {
@@ -131,7 +135,12 @@ def check(case: Case, decision: Decision) -> list[str]:
     return problems
 
 
-def run_case_file(path: str | Path) -> list[CaseResult]:
+Decide = Callable[["PolicyEngine", GenerationRequest], Decision]
+"""How a case's request is decided: the whole pre-generation decision (guardrail.pipeline.decide), so
+that a case tests what the Guard does; PolicyEngine.evaluate alone skips concept rules and quotas."""
+
+
+def run_case_file(path: str | Path, decide: Decide) -> list[CaseResult]:
     """Run every case of one test file against its policy. Raises PolicyError for unusable files."""
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy, locate, read_text_file, read_yaml, validate
@@ -148,7 +157,7 @@ def run_case_file(path: str | Path) -> list[CaseResult]:
         except ValueError as exc:
             results.append(CaseResult(file, line, case.name, False, (str(exc),)))
             continue
-        decision = engine.evaluate(request)
+        decision = decide(engine, request)
         problems = check(case, decision)
         results.append(CaseResult(file, line, case.name, not problems, tuple(problems), decision))
     return results

@@ -64,15 +64,23 @@ class Decision:
     def messages(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.message for rule in self.fired if rule.message))
 
-    def with_fired(self, fired: Sequence[FiredRule]) -> Decision:
-        """This decision after later checks (screening, concepts) fired more rules: a deny among them
-        overrides (the flags already raised stay), flags are added."""
-        if not fired:
-            return self
+    def with_fired(self, fired: Sequence[FiredRule], *, quotas: dict[str, int] | None = None) -> Decision:
+        """This decision after later checks (concepts, screening, quotas) fired more rules: a deny among
+        them overrides (the rules that already denied or flagged stay), flags are added. `quotas`
+        replaces what is recorded of the quotas."""
+        quotas = self.quotas if quotas is None else quotas
         if any(rule.effect == "deny" for rule in fired):
-            flags = tuple(rule for rule in self.fired if rule.effect == "flag")
-            return Decision("deny", (*flags, *fired), quotas=self.quotas)
-        return replace(self, fired=(*self.fired, *fired))
+            kept = tuple(rule for rule in self.fired if rule.effect in ("deny", "flag"))
+            return Decision("deny", (*kept, *fired), errors=self.errors, quotas=quotas)
+        return replace(self, fired=(*self.fired, *fired), quotas=quotas)
+
+    def same_as(self, other: Decision) -> bool:
+        """Whether two decisions agree: the same effect, fired rule ids and modified values."""
+        return (
+            self.effect == other.effect
+            and set(self.rule_ids) == set(other.rule_ids)
+            and self.modified() == other.modified()
+        )
 
     def modified(self) -> dict[str, Any]:
         """Field -> value after modification."""

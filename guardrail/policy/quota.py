@@ -1,31 +1,45 @@
-"""Quotas: images per user, role or tenant per time window, counted in the audit database so that
-every process and worker shares them. Each check-and-count is one atomic statement
-(INSERT ... ON CONFLICT DO UPDATE ... WHERE used + n <= limit), all of a call's quotas in one
-transaction: either every quota has room and all are charged, or none is."""
+"""Quotas: images per user, role or tenant per time window. This module says which counters a
+request draws on and what the outcome means for the decision; the counting itself is the audit
+store's (guardrail.audit.quota), so that every process and worker shares one count."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from guardrail.audit.store import relax_commit
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.schema import Quota
 from guardrail.request import GenerationRequest
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
 
 ANONYMOUS = "<anonymous>"
 
 
 @dataclass(frozen=True)
-class QuotaCharge:
-    """The outcome of charging a call: what remains of each quota, or the one that was exceeded."""
+class QuotaUse:
+    """One counter a call draws on: a quota, whose budget (user, role or tenant), and which window."""
 
-    remaining: dict[str, int]
-    exceeded: FiredRule | None = None
+    quota: Quota
+    subject: str
+    window_start: int
+
+
+@dataclass(frozen=True)
+class Overdrawn:
+    """The counter that had no room, and how many images it had already counted."""
+
+    use: QuotaUse
+    used: int
+
+
+class QuotaCounter(Protocol):
+    """What counts images against quotas (guardrail.audit.quota.QuotaLedger)."""
+
+    def charge(self, uses: Sequence[QuotaUse], images: int, *, commit: bool = True) -> list[int] | Overdrawn:
+        """Add `images` to every counter, or to none when one would pass its limit; the new counts, or
+        the counter that had no room. `commit=False` answers the same question and counts nothing."""
+        ...
 
 
 def subjects(quota: Quota, request: GenerationRequest) -> list[str]:
@@ -37,96 +51,51 @@ def subjects(quota: Quota, request: GenerationRequest) -> list[str]:
     return [role for role in request.roles if not quota.when.roles or role in quota.when.roles]
 
 
-class QuotaLedger:
-    """Charges calls against the policy's quotas in the quota_usage table. Thread- and process-safe."""
-
-    def __init__(self, engine: Engine) -> None:
-        from guardrail.audit.tables import quota_usage
-
-        self.engine = engine
-        self.table = quota_usage
-        self._upsert = _upsert_statement(quota_usage, engine.dialect.name)
-
-    def charge(
-        self, quotas: list[Quota], request: GenerationRequest, images: int, *, now: float | None = None
-    ) -> QuotaCharge:
-        """Count `images` against every quota that applies; nothing is counted when one is exceeded. Writes."""
-        import sqlalchemy as sa
-
-        moment = time.time() if now is None else now
-        applicable = [
-            (quota, subject)
-            for quota in quotas
-            if quota.when.applies(request.user, request.roles)
-            for subject in subjects(quota, request)
-        ]
-        if not applicable:
-            return QuotaCharge({})
-        remaining: dict[str, int] = {}
-        try:
-            with self.engine.begin() as connection:  # one transaction: all quotas charged, or none
-                relax_commit(connection)  # the call's outcome event makes it durable
-                for quota, subject in applicable:
-                    window = int(moment // quota.window_seconds * quota.window_seconds)
-                    used = None
-                    if images <= quota.images:
-                        values = {
-                            "quota": quota.id,
-                            "subject": subject,
-                            "window": window,
-                            "n": images,
-                            "limit": quota.images,
-                        }
-                        used = connection.execute(self._upsert, values).scalar()
-                    if used is None:
-                        current = connection.execute(
-                            sa.select(self.table.c.used).where(
-                                self.table.c.quota_id == quota.id,
-                                self.table.c.subject == subject,
-                                self.table.c.window_start == window,
-                            )
-                        ).scalar()
-                        raise _Exceeded(quota, subject, quota.images - (current or 0))
-                    several = len(subjects(quota, request)) > 1
-                    remaining[f"{quota.id}:{subject}" if several else quota.id] = quota.images - int(used)
-        except _Exceeded as exceeded:
-            quota, left = exceeded.quota, max(0, exceeded.left)
-            subject = exceeded.subject
-            detail = f"{quota.per} {subject!r}: {images} requested, {left} of {quota.images} left this {quota.window}"
-            message = quota.message or f"image quota exceeded ({detail})"
-            return QuotaCharge({quota.id: left}, FiredRule(quota.id, "deny", message, detail))
-        return QuotaCharge(remaining)
+def quota_uses(quotas: Sequence[Quota], request: GenerationRequest, now: float) -> list[QuotaUse]:
+    """Every counter a request draws on at time `now`, in the policy's order."""
+    return [
+        QuotaUse(quota, subject, int(now // quota.window_seconds * quota.window_seconds))
+        for quota in quotas
+        if quota.when.applies(request.user, request.roles)
+        for subject in subjects(quota, request)
+    ]
 
 
-class _Exceeded(Exception):
-    def __init__(self, quota: Quota, subject: str, left: int) -> None:
-        self.quota, self.subject, self.left = quota, subject, left
-
-
-def charge_quotas(ledger: QuotaLedger, quotas: list[Quota], request: GenerationRequest, decision: Decision) -> Decision:
-    """The decision after charging the images it allows (after any clamping) to the policy's quotas:
-    the same with the remaining quota recorded, or a deny under the exceeded quota's own id."""
+def images_charged(request: GenerationRequest, decision: Decision) -> int:
+    """The images a call is charged: what it asks for after any clamping by the decision."""
     per_prompt = decision.modified().get("images_per_prompt", request.images_per_prompt)
-    charge = ledger.charge(quotas, request, max(1, len(request.prompts)) * int(per_prompt))
-    if charge.exceeded is None:
-        return replace(decision, quotas=charge.remaining)
-    flags = tuple(rule for rule in decision.fired if rule.effect == "flag")
-    return Decision("deny", (*flags, charge.exceeded), quotas=charge.remaining)
+    return max(1, len(request.prompts)) * int(per_prompt)
 
 
-def _upsert_statement(table: Any, dialect_name: str) -> Any:
-    """Check-and-count in one statement, built once: insert the window's row, or add to it only
-    while the sum stays within the limit; RETURNING gives the new count, or nothing when full."""
-    import sqlalchemy as sa
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    n: Any = sa.bindparam("n")
-    statement = dialect.insert(table).values(
-        quota_id=sa.bindparam("quota"), subject=sa.bindparam("subject"), window_start=sa.bindparam("window"), used=n
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.quota_id, table.c.subject, table.c.window_start],
-        set_={"used": table.c.used + n},
-        where=table.c.used + n <= sa.bindparam("limit"),
-    ).returning(table.c.used)
+def apply_quotas(
+    decision: Decision,
+    quotas: Sequence[Quota],
+    request: GenerationRequest,
+    counter: QuotaCounter,
+    *,
+    commit: bool = True,
+    now: float | None = None,
+) -> Decision:
+    """The decision after charging the images it allows to the policy's quotas: the same with the
+    images left in each recorded, or a deny under the exceeded quota's own id (flags stay)."""
+    uses = quota_uses(quotas, request, time.time() if now is None else now)
+    if not uses:
+        return decision
+    images = images_charged(request, decision)
+    counted = counter.charge(uses, images, commit=commit)
+    if isinstance(counted, Overdrawn):
+        quota, left = counted.use.quota, max(0, counted.use.quota.images - counted.used)
+        detail = (
+            f"{quota.per} {counted.use.subject!r}: {images} requested, {left} of {quota.images} left this "
+            f"{quota.window}"
+        )
+        exceeded = FiredRule(quota.id, "deny", quota.message or f"image quota exceeded ({detail})", detail)
+        return decision.with_fired([exceeded], quotas={quota.id: left})
+    per_quota: dict[str, int] = {}
+    for use in uses:
+        per_quota[use.quota.id] = per_quota.get(use.quota.id, 0) + 1
+    remaining = {
+        (f"{use.quota.id}:{use.subject}" if per_quota[use.quota.id] > 1 else use.quota.id): use.quota.images - used
+        for use, used in zip(uses, counted, strict=True)
+    }
+    return replace(decision, quotas=remaining)

@@ -6,15 +6,12 @@ under hmac or redacted are counted as not replayable, since their prompts cannot
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from guardrail.policy.engine import PolicyEngine
+from guardrail.policy.decision import Decision
 from guardrail.request import GenerationRequest, ModelIdentity
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -81,46 +78,29 @@ def request_from_event(event: dict[str, Any]) -> GenerationRequest:
 
 
 def replay(
-    engine: Engine, candidate: PolicyEngine, *, since: datetime | None = None, until: datetime | None = None
+    rows: Iterable[dict[str, Any]], decide: Callable[[GenerationRequest], Decision], quota_ids: Collection[str] = ()
 ) -> ReplayReport:
-    """Evaluate every logged request in the window with `candidate` and compare with what was decided.
-    Quotas are not replayed (they depend on the traffic of the moment). Reads only."""
-    import sqlalchemy as sa
-
-    from guardrail.audit.tables import audit_events as ev
-
-    outcome = ev.alias("outcome")
-    query = (
-        sa.select(ev, outcome.c.decision.label("o_decision"), outcome.c.rules.label("o_rules"))
-        .select_from(ev.join(outcome, sa.and_(outcome.c.call_id == ev.c.call_id, outcome.c.kind == "outcome")))
-        .where(ev.c.kind == "request")
-        .order_by(ev.c.seq)
-    )
-    if since is not None:
-        query = query.where(ev.c.created_at >= since)
-    if until is not None:
-        query = query.where(ev.c.created_at < until)
+    """Decide every logged request again (`rows`: request events with their outcome's decision and rules,
+    as guardrail.audit.query.logged_requests gives them) and compare with what was decided. Calls decided
+    by a quota (`quota_ids`) are not replayed: quotas depend on the traffic of the moment."""
     replayed = not_replayable = 0
     changes = []
-    quota_ids = {quota.id for quota in candidate.policy.quotas}
-    with engine.connect() as connection:
-        for row in connection.execute(query).mappings():
-            quota_decided = bool(set(row["o_rules"] or []) & quota_ids)
-            if row["privacy_mode"] != "plaintext" or row["o_decision"] is None or quota_decided:
-                not_replayable += 1
-                continue
-            replayed += 1
-            decision = candidate.evaluate(request_from_event(dict(row)))
-            logged_rules = list(row["o_rules"] or [])
-            if decision.effect != row["o_decision"] or set(decision.rule_ids) != set(logged_rules):
-                changes.append(
-                    ReplayChange(
-                        row["call_id"],
-                        row["user_id"],
-                        row["o_decision"],
-                        logged_rules,
-                        decision.effect,
-                        list(decision.rule_ids),
-                    )
+    for row in rows:
+        logged_rules = list(row["outcome_rules"] or [])
+        if row["privacy_mode"] != "plaintext" or row["outcome_decision"] is None or set(logged_rules) & set(quota_ids):
+            not_replayable += 1
+            continue
+        replayed += 1
+        decision = decide(request_from_event(row))
+        if decision.effect != row["outcome_decision"] or set(decision.rule_ids) != set(logged_rules):
+            changes.append(
+                ReplayChange(
+                    row["call_id"],
+                    row["user_id"],
+                    row["outcome_decision"],
+                    logged_rules,
+                    decision.effect,
+                    list(decision.rule_ids),
                 )
+            )
     return ReplayReport(replayed, not_replayable, changes)

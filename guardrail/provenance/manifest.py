@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from guardrail import __version__
-from guardrail.audit.privacy import PromptPrivacy
 from guardrail.images import SOURCE_KEY, encode
 from guardrail.policy.decision import Decision
+from guardrail.privacy import PromptPrivacy
 from guardrail.request import GenerationRequest, InputImage
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"

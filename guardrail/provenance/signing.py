@@ -12,35 +12,18 @@ import io
 import stat
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import ConfigError, SigningError
 from guardrail.images import MIME, encode
+from guardrail.request import CallContext, SignedImage
 
 if TYPE_CHECKING:
-    from guardrail.audit.events import CallContext
     from guardrail.policy.decision import Decision
 
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-
-
-@dataclass(frozen=True)
-class SignedImage:
-    """C2PA-signed image bytes and what identifies them."""
-
-    data: bytes = field(repr=False)
-    mime: str
-    manifest_label: str
-    sha256: str
-
-    def save(self, path: str | Path) -> Path:
-        """Write the signed bytes as they are (any re-encoding would strip the manifest). Writes a file."""
-        target = Path(path)
-        target.write_bytes(self.data)
-        return target
 
 
 class ImageSigner:

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from guardrail.provenance.manifest import governance_of
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
 
 NO_MANIFEST = "NoManifest"
 
@@ -31,6 +27,17 @@ class Verification:
     sha256: str = ""
     audit: dict[str, Any] | None = None
     """With a database: the logged call's status and decision, and `hash_matches`."""
+
+    @property
+    def audit_id(self) -> str | None:
+        """The call this image says it came from (its governance assertion), if any."""
+        if not self.governance or not self.governance.get("audit_id"):
+            return None
+        return str(self.governance["audit_id"])
+
+    def with_audit(self, record: dict[str, Any]) -> Verification:
+        """This result with the audit log's record of the call (see guardrail.audit.query.audit_record)."""
+        return replace(self, audit=record)
 
     def ok(self, *, require_trusted: bool) -> bool:
         if self.state not in ("Trusted", "Valid") or self.failures:
@@ -52,10 +59,9 @@ class Verification:
         }
 
 
-def verify_bytes(
-    data: bytes, *, source: str = "<bytes>", trust_anchors: str | None = None, engine: Engine | None = None
-) -> Verification:
-    """Validate a signed image offline (no remote manifests, no OCSP). Reads only."""
+def verify_bytes(data: bytes, *, source: str = "<bytes>", trust_anchors: str | None = None) -> Verification:
+    """Validate a signed image offline (no remote manifests, no OCSP). Reads only. To check it against
+    the audit log too: `result.with_audit(guardrail.audit.query.audit_record(engine, result))`."""
     import c2pa
 
     settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
@@ -76,36 +82,12 @@ def verify_bytes(
     failures = [item["code"] for item in (results.get("activeManifest") or {}).get("failure", [])]
     if trust_anchors is None:  # without anchors nothing can be trusted; that alone is no failure
         failures = [code for code in failures if code != "signingCredential.untrusted"]
-    governance = governance_of(manifest)
-    audit = _audit_record(engine, governance, digest) if engine is not None and governance else None
     return Verification(
         source=source,
         state=state,
         failures=failures,
         generator=list(manifest.get("claim_generator_info") or []),
         manifest_label=manifest.get("label"),
-        governance=governance,
+        governance=governance_of(manifest),
         sha256=digest,
-        audit=audit,
     )
-
-
-def _audit_record(engine: Engine, governance: dict[str, Any], digest: str) -> dict[str, Any]:
-    from guardrail.audit.query import call_events
-
-    audit_id = str(governance.get("audit_id") or "")
-    events = call_events(engine, audit_id) if audit_id else []
-    outcome = next((e for e in events if e["kind"] == "outcome"), None)
-    if outcome is None:
-        return {"audit_id": audit_id, "found": False, "hash_matches": False}
-    detail = outcome["detail"] if isinstance(outcome["detail"], dict) else json.loads(outcome["detail"])
-    logged = [o.get("signed_sha256") for o in detail.get("outputs", [])]
-    return {
-        "audit_id": audit_id,
-        "found": True,
-        "status": outcome["status"],
-        "decision": outcome["decision"],
-        "user": outcome["user_id"],
-        "logged_at": str(outcome["created_at"]),
-        "hash_matches": digest in logged,
-    }

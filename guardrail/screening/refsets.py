@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from guardrail.errors import ConfigError
+from guardrail.errors import ReferenceSetError
 from guardrail.screening.derived import derived_index
 from guardrail.screening.hashes import COLUMNS, FINGERPRINT, fingerprint
 from guardrail.screening.keypoints import KEYPOINTS, KeypointIndex, Keypoints, extract
@@ -40,10 +40,6 @@ FORMAT = 2
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """A set's name is also its folder's name under the refs root: no separators, no `..`."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-
-
-class ReferenceSetError(ConfigError):
-    """A reference set cannot be read or changed; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

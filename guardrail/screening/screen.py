@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from guardrail.errors import ReferenceSetError
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.schema import ScreeningSet
 from guardrail.screening.hashes import distances, fingerprint
 from guardrail.screening.keypoints import Keypoints, detect, inliers, prepare
-from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
+from guardrail.screening.refsets import ReferenceSet
 from guardrail.screening.vectors import index_for
 
 if TYPE_CHECKING:
@@ -167,6 +168,14 @@ def screen(
         embeddings = list(embedder.embed_images(images))
     queries = [Query(image, vector) for image, vector in zip(images, embeddings, strict=True)]
     return [[m for name, rule in sets.items() for m in match(query, refsets[name], rule)] for query in queries]
+
+
+def prepare_indexes(refset: ReferenceSet) -> None:
+    """Build the search indexes a set's screening will use, so that screening processes only load them."""
+    if len(refset.entries) > CANDIDATES:
+        refset.keypoint_index()
+    if refset.embeddings is not None:
+        index_for(refset)
 
 
 def check_embeddings(refsets: dict[str, ReferenceSet], embedder: ImageEmbedder | None) -> None:

@@ -86,6 +86,9 @@ def test_a_writer_killed_mid_call_leaves_a_verifiable_chain(database: str) -> No
         if slow and total > 100:
             break
         time.sleep(0.05)
+    else:
+        os.kill(process.pid, signal.SIGKILL)
+        raise AssertionError(f"after 60 s the writer had logged {total} events (slow call logged: {bool(slow)})")
     os.kill(process.pid, signal.SIGKILL)
     process.join(timeout=30)
     assert process.exitcode == -signal.SIGKILL

@@ -122,9 +122,9 @@ def test_concurrent_writers(database: str, hmac_key) -> None:
 
 
 def test_list_shows_unfinished_calls_as_pending(sqlite_url, hmac_key) -> None:
-    from guardrail.audit.events import CallContext, new_id, request_event
-    from guardrail.audit.privacy import PromptPrivacy
-    from guardrail.request import GenerationRequest
+    from guardrail.audit.events import new_id, request_event
+    from guardrail.privacy import PromptPrivacy
+    from guardrail.request import CallContext, GenerationRequest
 
     store = AuditStore(sqlite_url)
     ctx = CallContext(
@@ -139,9 +139,9 @@ def test_list_shows_unfinished_calls_as_pending(sqlite_url, hmac_key) -> None:
 def test_ambiguous_prefix_is_refused(sqlite_url) -> None:
     store = AuditStore(sqlite_url)
     with pytest.raises(LookupError):
-        from guardrail.audit.events import CallContext, request_event
-        from guardrail.audit.privacy import PromptPrivacy
-        from guardrail.request import GenerationRequest
+        from guardrail.audit.events import request_event
+        from guardrail.privacy import PromptPrivacy
+        from guardrail.request import CallContext, GenerationRequest
 
         for call_id in ("abc1", "abc2"):
             store.write(request_event(CallContext(call_id, GenerationRequest(), "p", "v", PromptPrivacy("redacted"))))

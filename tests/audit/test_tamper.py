@@ -37,7 +37,7 @@ _OPEN: list[guardrail.Guard] = []
 
 def fill(url: str, signer: CheckpointSigner, calls: int = 10, every: int = 6) -> guardrail.Guard:
     guard = guardrail.Guard(
-        policy=guardrail.parse_policy(POLICY), database=url, checkpoint_signer=signer, checkpoint_every=every
+        policy=guardrail.parse_policy(POLICY), database=url, checkpoint_signer=signer, audit={"checkpoint_every": every}
     )
     _OPEN.append(guard)
     pipe = guard.wrap(lambda prompt: [Image.new("RGB", (4, 4))])
@@ -232,7 +232,10 @@ def test_checkpoints_are_timed_even_without_further_writes(sqlite_url, keys) -> 
 
     signer, public = keys
     with guardrail.Guard(
-        policy=guardrail.parse_policy(POLICY), database=sqlite_url, checkpoint_signer=signer, checkpoint_interval_s=0.2
+        policy=guardrail.parse_policy(POLICY),
+        database=sqlite_url,
+        checkpoint_signer=signer,
+        audit={"checkpoint_interval_s": 0.2},
     ) as guard:
         guard.wrap(lambda prompt: [])("a cat")
         deadline = time.monotonic() + 5

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from guardrail.errors import PolicyError
+from guardrail.pipeline import decider
 from guardrail.policy.cases import find_case_files, run_case_file
 from tests.cli.test_cli import run
 from tests.conftest import REPO
@@ -14,7 +15,7 @@ from tests.conftest import REPO
 def test_shipped_policies_pass_their_tests() -> None:
     files = find_case_files(REPO / "policies")
     assert {f.name for f in files} >= {"default.test.yaml", "studio.test.yaml"}
-    results = [r for f in files for r in run_case_file(f)]
+    results = [r for f in files for r in run_case_file(f, decider())]
     assert results and all(r.passed for r in results), [r for r in results if not r.passed]
 
 
@@ -34,7 +35,7 @@ cases:
     request: {prompt: a fox, params: {colour: 1}}
     expect: {decision: allow}
 """)
-    passes, fails, bad = run_case_file(cases)
+    passes, fails, bad = run_case_file(cases, decider())
     assert passes.passed and not fails.passed and not bad.passed
     assert fails.line == 6 and fails.problems == ("decision is allow, expected deny", "rules are [], expected ['g']")
     assert "unknown parameter 'colour'" in bad.problems[0]
@@ -44,7 +45,7 @@ def test_unusable_test_files_are_errors(tmp_path: Path) -> None:
     cases = tmp_path / "x.test.yaml"
     cases.write_text("policy: p.yaml\ncases:\n  - name: a\n    request: {prompt: x}\n    expect: {decision: maybe}\n")
     with pytest.raises(PolicyError) as info:
-        run_case_file(cases)
+        run_case_file(cases, decider())
     assert info.value.problems[0].field == "cases[0].expect.decision"
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import guardrail
+from guardrail.audit.query import audit_record
 from guardrail.provenance.manifest import COMPOSITE, TRAINED
 from guardrail.provenance.verify import verify_bytes
 from guardrail.testing import sample_image
@@ -37,7 +38,8 @@ def test_round_trip_in_every_format(sqlite_url, hmac_key, dev_ca, pipelines, fmt
         )
         [signed] = out.governance.signed
         assert signed.mime == mime
-        result = verify_bytes(signed.data, trust_anchors=dev_ca.trust_anchors.read_text(), engine=guard.store.engine)
+        result = verify_bytes(signed.data, trust_anchors=dev_ca.trust_anchors.read_text())
+        result = result.with_audit(audit_record(guard.store.engine, result))
         outcome = events(guard, out.governance.audit_id)[-1]
     assert (result.state, result.failures) == ("Trusted", [])
     assert result.ok(require_trusted=True)
@@ -88,9 +90,8 @@ def test_tampering_is_detected(signing_guard, dev_ca) -> None:
     data = out.governance.signed[0].data
     flipped = bytearray(data)
     flipped[len(flipped) // 2] ^= 0x01
-    result = verify_bytes(
-        bytes(flipped), trust_anchors=dev_ca.trust_anchors.read_text(), engine=signing_guard.store.engine
-    )
+    result = verify_bytes(bytes(flipped), trust_anchors=dev_ca.trust_anchors.read_text())
+    result = result.with_audit(audit_record(signing_guard.store.engine, result))
     assert result.state == "Invalid" and "assertion.dataHash.mismatch" in result.failures
     assert result.audit["hash_matches"] is False
     resaved = io.BytesIO()

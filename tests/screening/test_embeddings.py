@@ -107,7 +107,7 @@ def test_prompts_are_denied_by_meaning(embedder: ImageEmbedder, sqlite_url: str)
     [fired] = info.value.decision.fired
     assert fired.id == "no-mascot" and fired.message == "prompts about protected characters are not allowed"
     assert fired.detail == 'prompt 0 ~ "the studio\'s mascot": similarity 1.000 >= 0.9999'
-    with pytest.raises(guardrail.ConfigError, match="prompt concept rules but no embedding model"):
+    with pytest.raises(guardrail.ConfigError, match="concept rules need an embedding model"):
         guardrail.Guard(policy=policy, database=sqlite_url)
 
 

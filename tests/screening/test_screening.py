@@ -251,7 +251,13 @@ def test_policy_validate_checks_reference_sets_against_the_config(tmp_path: Path
     policy = tmp_path / "p.yaml"
     policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n    logos: {action: block}\n")
     code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(config))
-    assert code == 2
+    assert code == 2  # the Guard's own check: prompts default to HMACs, and this config has no key
+    assert "privacy.prompts: prompts are stored as keyed HMACs (privacy.prompts: hmac) but no key" in err.replace(
+        "\n", ""
+    )
+    config.write_text("privacy: {hmac_key_file: hmac.key}\nscreening:\n  reference_sets: {artworks: refs/artworks}\n")
+    code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(config))
+    assert code == 2 and "HMAC" not in err
     assert f"{policy}:5:5: screening.sets.logos: unknown reference set 'logos'" in err.replace("\n", "")
     policy.write_text("name: p\nscreening:\n  sets:\n    artworks: {action: flag}\n")
     assert run(capsys, "policy", "validate", str(policy), "--config", str(config))[0] == 0

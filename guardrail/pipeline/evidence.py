@@ -1,0 +1,83 @@
+"""What one call's checks found: each expensive check made at most once per call and settings.
+
+The active and the shadow decision share every result whose settings agree, so a shadow identical to
+the active policy is compared like with like, and a quota is never charged twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from guardrail.errors import ConfigError
+from guardrail.policy.decision import FiredRule
+from guardrail.policy.quota import Overdrawn, QuotaCounter, QuotaUse
+from guardrail.request import GenerationRequest
+
+if TYPE_CHECKING:
+    from guardrail.screening.concepts import ConceptScreen
+    from guardrail.screening.embeddings import ImageEmbedder
+    from guardrail.screening.refsets import ReferenceSet
+    from guardrail.screening.screen import Match
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What decisions consult beyond a policy's own rules, configured once: the reference sets, the
+    embedding model (CLIP tier and concept rules) and the quota counter (None: quotas unchecked)."""
+
+    reference_sets: Mapping[str, ReferenceSet] = field(default_factory=dict)
+    embedder: ImageEmbedder | None = None
+    quotas: QuotaCounter | None = None
+    concepts: ConceptScreen | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.embedder is not None:
+            from guardrail.screening.concepts import ConceptScreen
+
+            object.__setattr__(self, "concepts", ConceptScreen(self.embedder))
+
+
+class Evidence:
+    """What one call's checks found, each computed at most once per call and settings. Not shared
+    between calls; a quota charge is remembered so that a second decision over the same quotas (the
+    shadow's) reads the first one's outcome instead of counting again."""
+
+    def __init__(self, request: GenerationRequest, checks: Checks) -> None:
+        self.request = request
+        self.checks = checks
+        self._memo: list[tuple[tuple[Any, ...], Any]] = []
+
+    def _once(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        for known, value in self._memo:
+            if known == key:
+                return value
+        value = compute()
+        self._memo.append((key, value))
+        return value
+
+    def concepts(self, rules: Sequence[Any]) -> list[FiredRule]:
+        """Concept rules the prompts come close to. Raises ConfigError without an embedding model."""
+        concepts = self.checks.concepts
+        if concepts is None:
+            raise ConfigError(
+                "the policy has prompt concept rules, which need an embedding model: configure "
+                "screening.embedding (model and checkpoint) in guardrail.yaml, or pass embedder= to Guard"
+            )
+        return self._once(("concepts", list(rules)), lambda: concepts.fired(self.request.prompts, list(rules)))  # type: ignore[no-any-return]
+
+    def screen(self, role: str, images: Sequence[Any], sets: Mapping[str, Any]) -> list[list[Match]]:
+        """Each image's matches against the sets (name -> ScreeningSet); `role` is input or output."""
+        from guardrail.screening.screen import screen
+
+        def run() -> list[list[Match]]:
+            return screen(list(images), dict(sets), dict(self.checks.reference_sets), self.checks.embedder)
+
+        return self._once(("screen", role, dict(sets)), run)  # type: ignore[no-any-return]
+
+    def charge(self, uses: Sequence[QuotaUse], images: int, *, commit: bool = True) -> list[int] | Overdrawn:
+        """The quota counter, remembered: the same counters and images are charged at most once."""
+        counter = self.checks.quotas
+        assert counter is not None
+        return self._once(("quota", list(uses), images), lambda: counter.charge(uses, images, commit=commit))  # type: ignore[no-any-return]

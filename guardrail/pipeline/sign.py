@@ -1,0 +1,30 @@
+"""Stage: sign every image with the call's C2PA manifest, last, so that nothing touches the bytes after.
+Where the policy requires provenance, a failed signature withholds the images (fail closed); else the
+failure is recorded and the images are returned unsigned."""
+
+from __future__ import annotations
+
+from guardrail.errors import SigningError
+from guardrail.pipeline.state import CallState
+from guardrail.provenance.signing import ImageSigner, sign_call
+
+
+class Sign:
+    name = "sign"
+
+    def __init__(self, signer: ImageSigner | None) -> None:
+        self.signer = signer
+
+    def __call__(self, state: CallState) -> CallState:
+        if self.signer is None:
+            return state
+        assert state.call is not None and state.decision is not None
+        try:
+            signed = sign_call(
+                self.signer, list(state.images), state.call, state.decision, state.notes.get("screening")
+            )
+        except SigningError as exc:
+            if state.engine.policy.provenance.required:
+                raise SigningError(f"{exc}; the images were withheld", state.call.call_id) from exc
+            return state.evolve(notes=state.noted(signing_error=str(exc)))
+        return state.evolve(signed=tuple(signed))
