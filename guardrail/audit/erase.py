@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from guardrail.audit.chain import ERASED
 from guardrail.audit.events import AuditEvent, system_event
+from guardrail.audit.query import MAX_AGE_DAYS
+from guardrail.errors import InputError
 
 if TYPE_CHECKING:
     from guardrail.audit.store import AuditStore
@@ -29,7 +31,9 @@ def erase(
     from guardrail.audit.tables import audit_events as ev
 
     if sum(x is not None for x in (user, call_id, older_than_days)) != 1:
-        raise ValueError("give exactly one of user, call_id and older_than_days")
+        raise InputError("give exactly one of user, call_id and older_than_days")
+    if older_than_days is not None and not 0 < older_than_days <= MAX_AGE_DAYS:
+        raise InputError(f"an age must be more than 0 and at most {MAX_AGE_DAYS} days, not {older_than_days}")
     condition = ev.c.erased_at.is_(None) & ev.c.kind.in_(("request", "outcome"))
     if user is not None:
         condition &= ev.c.user_id == user

@@ -9,13 +9,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from guardrail.errors import InputError
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+STATUSES = ("pending", "allowed", "modified", "denied", "error")
+"""A call's status: pending until its outcome is written."""
+DECISIONS = ("allow", "modify", "deny")
+MAX_AGE_DAYS = 100 * 366
+"""The oldest an age (`--since 30d`, retention) may reach back: older is a typo, not a query."""
+
+
 @dataclass(frozen=True)
 class CallFilter:
-    """What to select. Every field narrows the result; unset fields do not filter."""
+    """What to select. Every field narrows the result; unset fields do not filter. A status or decision
+    outside the known values is an InputError (it would silently match nothing)."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -36,6 +46,14 @@ class CallFilter:
     text: str | None = None
     """Case-insensitive search in prompts logged in plaintext."""
     limit: int | None = 100
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("status", STATUSES), ("decision", DECISIONS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise InputError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"limit must be at least 1, not {self.limit}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,17 @@ def _json_contains(engine: Engine, column: Any, value: str) -> Any:
         return sa.cast(column, JSONB).contains([value])
     elements = sa.func.json_each(column).table_valued("value")
     return sa.exists().select_from(elements).where(elements.c.value == value)
+
+
+def _any_element_contains(engine: Engine, column: Any, text: str) -> Any:
+    """Some string element of the JSON array in `column` contains `text`, case-insensitively. The
+    decoded values are searched, not the JSON text: quotes and backslashes in prompts match as typed,
+    and JSON punctuation in the search matches only itself."""
+    import sqlalchemy as sa
+
+    function = sa.func.json_array_elements_text if engine.dialect.name == "postgresql" else sa.func.json_each
+    elements = function(column).table_valued("value")
+    return sa.exists().select_from(elements).where(sa.cast(elements.c.value, sa.Text).icontains(text, autoescape=True))
 
 
 def _calls_query(engine: Engine, where: CallFilter) -> Any:
@@ -140,7 +169,7 @@ def _calls_query(engine: Engine, where: CallFilter) -> Any:
         conditions.append(request.c.policy_version.startswith(where.policy_version, autoescape=True))
     if where.text is not None:
         conditions.append(request.c.privacy_mode == "plaintext")
-        conditions.append(sa.cast(request.c.prompts, sa.Text).icontains(where.text, autoescape=True))
+        conditions.append(_any_element_contains(engine, request.c.prompts, where.text))
     if conditions:
         query = query.where(*conditions)
     if where.limit is not None:

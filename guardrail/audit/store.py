@@ -50,13 +50,27 @@ def database_url(value: str, base_dir: str | Path | None = None) -> str:
     return value
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None: another database, or SQLite in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1].split("?", 1)[0] if ":///" in url else ""
+    return None if path in ("", ":memory:") else Path(path)
+
+
 def database_exists(url: str) -> bool:
     """Whether the database a URL names is there: a SQLite file exists (connecting would create an
     empty one); any other URL is taken to exist, and connecting says otherwise. Reads nothing."""
-    if not url.startswith("sqlite"):
-        return True
-    path = url.split(":///", 1)[-1].split("?", 1)[0]
-    return path in ("", ":memory:") or Path(path).is_file()
+    path = sqlite_path(url)
+    return path is None or path.is_file()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def create_engine(url: str) -> Engine:
@@ -143,6 +157,11 @@ class AuditStore:
         from guardrail.audit import migrate as migrations
         from guardrail.audit.tables import audit_checkpoints, audit_events
 
+        if migrate == "check" and not database_exists(url):  # connecting would create an empty file
+            raise DatabaseUnavailable(
+                f"the audit database {safe_url(url)} does not exist: check the path, or create it with "
+                "`guardrail init` or `guardrail db upgrade`"
+            )
         self.url = url
         self._checkpoints = audit_checkpoints
         self._signer = checkpoint_signer
@@ -170,6 +189,9 @@ class AuditStore:
                     f"the audit database {safe_url(url)} is at schema revision {current or 'none'}, "
                     f"expected {head}: run `guardrail db upgrade`"
                 )
+        self._file = sqlite_path(url)
+        self._identity = _identity(self._file) if self._file else None
+        """The SQLite file's (device, inode): a write is only good while the path still names that file."""
         if checkpoint_signer is not None:
             threading.Thread(target=self._checkpoint_timer, name="guardrail-checkpoints", daemon=True).start()
 
@@ -200,8 +222,11 @@ class AuditStore:
                             relax_commit(connection)
                         seq, prev = self._insert.head(connection)
                         self._insert(connection, link(row, seq + 1, prev))
+                self._check_file(event.event_id)
                 self._after_write()
                 return
+            except AuditWriteError:
+                raise
             except self._operational_errors as exc:
                 last = exc
                 log.warning("audit write failed (attempt %d): %s", attempt + 1, _reason(exc))
@@ -210,6 +235,16 @@ class AuditStore:
         raise AuditWriteError(
             f"audit event {event.event_id} was not written after {len(RETRY_DELAYS_S) + 1} attempts: {_reason(last)}"
         ) from last
+
+    def _check_file(self, event_id: str) -> None:
+        """Fail closed when the SQLite file was deleted or replaced under this store: SQLite keeps writing
+        to the open, unlinked file, so the event just committed is not in the database at the path."""
+        if self._file is None or _identity(self._file) == self._identity:
+            return
+        raise AuditWriteError(
+            f"audit event {event_id} was not written to {self._file}: the database file was deleted or "
+            "replaced while this Guard was running; restore it and start a new Guard"
+        )
 
     def _after_write(self) -> None:
         if self._signer is None:

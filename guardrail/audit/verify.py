@@ -18,9 +18,10 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from guardrail.audit.chain import GENESIS, core_hash, entry_hash, personal_hash
+from guardrail.audit.chain import GENESIS, canonical_json, core_hash, entry_hash, personal_hash
 from guardrail.audit.checkpoints import Checkpoint, verify_checkpoint
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class VerificationReport:
     events: int = 0
     ranges: list[Range] = field(default_factory=list)
     checkpoints: int = 0
+    """Checkpoints found (in the database, or given)."""
+    checkpoints_verified: int = 0
+    """Of those, how many have a valid signature and agree with the chain (0 without a public key)."""
     checkpoint_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -58,6 +62,7 @@ class VerificationReport:
             "ok": self.ok,
             "events": self.events,
             "checkpoints": self.checkpoints,
+            "checkpoints_verified": self.checkpoints_verified,
             "ranges": [r.as_dict() for r in self.ranges],
             "checkpoint_problems": self.checkpoint_problems,
             "events_per_second": round(self.events / self.seconds) if self.seconds else None,
@@ -65,14 +70,39 @@ class VerificationReport:
 
 
 def _matches(digest: Any, row: dict[str, Any], raw: frozenset[str], expected: str) -> bool:
-    """Whether the hash over the stored JSON text as it is (fast) matches, or else the hash over the
-    parsed values re-serialised (rows written by other tools): a real change fails both."""
-    if digest(row, raw) == expected:
-        return True
-    if not raw:
-        return False
-    parsed = {k: (json.loads(v) if k in raw and v is not None else v) for k, v in row.items()}
-    return bool(digest(parsed) == expected)
+    """Whether the hash over the stored JSON text, byte for byte, matches. The stored text is what every
+    reader sees (SQLite's json_extract, psql, a BI tool), so it is what must be proven: JSON that parses
+    to the hashed values but is not the canonical text (a duplicate key that json_extract reads first
+    and Python last, other spacing or key order) does not verify."""
+    return bool(digest(row, raw) == expected)
+
+
+def _not_canonical(row: dict[str, Any], raw: frozenset[str]) -> list[str]:
+    """The JSON columns whose stored text is not the one canonical serialisation of what it holds."""
+    found = []
+    for name in sorted(raw):
+        text = row.get(name)
+        if text is None:
+            continue
+        try:
+            canonical = canonical_json(json.loads(text)) == text and not _duplicate_keys(text)
+        except ValueError:
+            canonical = False
+        if not canonical:
+            found.append(name)
+    return found
+
+
+def _duplicate_keys(text: str) -> bool:
+    seen_duplicate = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen_duplicate
+        seen_duplicate |= len({key for key, _ in items}) != len(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return seen_duplicate
 
 
 @dataclass
@@ -118,6 +148,10 @@ def verify_rows(
             problems.append("personal fields changed")
         if entry_hash(seq, row["prev_hash"], row["core_hash"], row["personal_hash"]) != row["entry_hash"]:
             problems.append("entry hash changed")
+        if problems and raw:
+            odd = _not_canonical(row, raw)
+            if odd:
+                problems.append(f"stored JSON not in canonical form ({', '.join(odd)})")
         state = ("MISMATCH", "; ".join(problems)) if problems else ("REDACTED" if erased else "VALID", "")
         if state != run or seq != expected_seq:
             if run is not None:
@@ -157,6 +191,9 @@ def check_checkpoints(
                 f"checkpoint at {seq}: the chain's entry hash differs (history rewritten)"
             )
             report.ranges.append(Range(seq, seq, "MISMATCH", "differs from a signed checkpoint"))
+            continue
+        if public_pem is not None:
+            report.checkpoints_verified += 1
     if furthest > last_seq:
         report.ranges.append(
             Range(last_seq + 1, furthest, "TRUNCATED", "a checkpoint vouches for events that are gone")
@@ -175,10 +212,14 @@ def verify_log(
     public_key: bytes | None = None,
     checkpoints: list[Checkpoint] | None = None,
     workers: int | None = None,
+    checkpoint_interval_s: float | None = None,
 ) -> VerificationReport:
     """Verify the whole chain, and the checkpoints stored in the database (or those given, e.g. an
     exported file kept elsewhere). Large logs are split into stretches verified by `workers`
-    processes (default: one per CPU from PARALLEL_MIN_EVENTS events on) and stitched. Reads only."""
+    processes (default: one per CPU from PARALLEL_MIN_EVENTS events on) and stitched. Reads only.
+
+    `checkpoint_interval_s`: the log is written with a checkpoint key that signs at least this often;
+    a log older than that with no checkpoint at all fails (checkpoints deleted, or the key not used)."""
     import sqlalchemy as sa
 
     from guardrail.audit.tables import audit_checkpoints
@@ -186,7 +227,9 @@ def verify_log(
 
     started = time.perf_counter()
     with engine.connect() as connection:
-        high, count = connection.execute(sa.select(sa.func.max(ev.c.chain_seq), sa.func.count())).one()
+        high, count, oldest = connection.execute(
+            sa.select(sa.func.max(ev.c.chain_seq), sa.func.count(), sa.func.min(ev.c.created_at))
+        ).one()
         if checkpoints is None:
             rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings()
             checkpoints = [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
@@ -211,9 +254,22 @@ def verify_log(
     report = _stitch(chunks)
     stored = {seq: h for chunk in chunks for seq, h in chunk.hashes.items()}
     check_checkpoints(checkpoints, public_key, stored, int(high or 0), report)
+    if checkpoint_interval_s is not None and count and not checkpoints:
+        age = (datetime.now(timezone.utc) - _utc(oldest)).total_seconds()
+        if age > checkpoint_interval_s:
+            report.checkpoint_problems.append(
+                f"no checkpoint, although checkpoints are signed at least every {checkpoint_interval_s:g} s and "
+                f"the log's oldest event is {age:.0f} s old: checkpoints were deleted, or events were written "
+                "without the checkpoint key"
+            )
     report.ranges.sort(key=lambda r: (r.start, r.status))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _utc(moment: Any) -> datetime:
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _stretches(low: int, high: int, parts: int) -> list[tuple[int, int]]:

@@ -200,6 +200,7 @@ def verify(
     """
     from guardrail.audit.checkpoints import read_checkpoint_file
     from guardrail.audit.verify import verify_log
+    from guardrail.config import AuditConfig, load_config
 
     given = None
     if checkpoints is not None:
@@ -207,8 +208,13 @@ def verify(
             raise typer.BadParameter(f"{checkpoints} not found", param_hint="--checkpoints")
         given = read_checkpoint_file(checkpoints)
     key = _public_key(config, public_key)
+    interval = None
+    if key is not None:  # a key in use means checkpoints are written: none at all is a signal
+        interval = (
+            load_config(config).audit.checkpoint_interval_s if config.exists() else AuditConfig().checkpoint_interval_s
+        )
     with _store(config, database) as store:
-        report = verify_log(store.engine, public_key=key, checkpoints=given)
+        report = verify_log(store.engine, public_key=key, checkpoints=given, checkpoint_interval_s=interval)
     if as_json:
         emit_one(report.as_dict(), as_json=True)
     else:
@@ -220,7 +226,11 @@ def verify(
         for problem in report.checkpoint_problems:
             console.print(f"[red]CHECKPOINT[/red] {problem}", highlight=False)
         verdict = "[green]verified[/green]" if report.ok else "[red]FAILED[/red]"
-        console.print(f"{verdict}: {report.events} events, {report.checkpoints} checkpoints checked")
+        if key is None:
+            marks = f"{report.checkpoints} checkpoints not checked (no public key)"
+        else:
+            marks = f"{report.checkpoints_verified} of {report.checkpoints} checkpoints verified"
+        console.print(f"{verdict}: {report.events} events checked; {marks}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 

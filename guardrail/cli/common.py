@@ -40,9 +40,13 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 time (UTC when it names no zone) or an age before now: 30m, 12h, 7d."""
     if value is None:
         return None
-    match = re.fullmatch(r"(\d+)([smhd])", value)
+    from guardrail.audit.query import MAX_AGE_DAYS
+
+    match = re.fullmatch(r"(\d{1,12})([smhd])", value)
     if match:
         seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        if seconds > MAX_AGE_DAYS * 86400:
+            raise typer.BadParameter(f"{value!r} reaches back more than {MAX_AGE_DAYS} days", param_hint=option)
         return datetime.now(timezone.utc) - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(value)

@@ -89,7 +89,7 @@ def test_audit_cli(tmp_path: Path, capsys, monkeypatch) -> None:
     code, out, _ = run(capsys, "audit", "stats", "--config", config, "--json")
     assert json.loads(out)["by_status"] == {"allowed": 2, "denied": 1}
     code, out, _ = run(capsys, "audit", "verify", "--config", config)
-    assert code == 0 and "verified: 6 events, 1 checkpoints checked" in out.replace("\n", " ")
+    assert code == 0 and "verified: 6 events checked; 1 of 1 checkpoints verified" in out.replace("\n", " ")
     code, out, _ = run(capsys, "audit", "checkpoints", str(tmp_path / "cp.jsonl"), "--config", config)
     assert code == 0 and len((tmp_path / "cp.jsonl").read_text().splitlines()) == 1
     code, out, _ = run(capsys, "audit", "export", str(tmp_path / "evidence"), "--config", config, "--since", "1d")

@@ -247,3 +247,37 @@ def test_checkpoints_are_timed_even_without_further_writes(sqlite_url, keys) -> 
             time.sleep(0.05)
         assert signed == [2]  # the call's request and outcome, signed by the timer alone
         assert verify_log(guard.store.engine, public_key=public).checkpoints == 1
+
+
+@pytest.mark.parametrize("column", ["detail", "model", "params"])
+def test_json_a_reader_sees_differently_from_the_hash_does_not_verify(database, keys, column: str) -> None:
+    """A duplicate key prefixed to a stored JSON object: Python's json keeps the last value (the one
+    hashed), SQLite's json_extract and most readers the first. The stored bytes must be what is proven."""
+    signer, _ = keys
+    guard = fill(database, signer, calls=4)
+    engine = guard.store.engine
+    target = 4  # an outcome event
+    key = {"detail": "decision", "model": "name_or_path", "params": "steps"}[column]
+    with engine.begin() as connection:
+        text = connection.execute(
+            sa.select(sa.cast(audit_events.c[column], sa.Text)).where(audit_events.c.chain_seq == target)
+        ).scalar_one()
+        assert text.startswith("{")
+        forged = '{"' + key + '":"forged",' + text[1:]
+        connection.execute(
+            sa.text(
+                f"UPDATE audit_events SET {column} = :v WHERE chain_seq = :s"
+            ),  # raw text, as an attacker writes it
+            {"v": forged, "s": target},
+        )
+        if engine.dialect.name == "sqlite":  # what an analyst's SQL reads: the forged value
+            seen = connection.execute(
+                sa.text(f"SELECT json_extract({column}, '$.{key}') FROM audit_events WHERE chain_seq = {target}")
+            ).scalar_one()
+            assert seen == "forged"
+    assert json.loads(forged)[key] == json.loads(text)[key]  # parsed as Python parses it: unchanged
+    report = verify_log(engine)
+    assert not report.ok
+    [bad] = [r for r in report.ranges if r.status == "MISMATCH"]
+    assert (bad.start, bad.end) == (target, target)
+    assert f"stored JSON not in canonical form ({column})" in bad.reason
