@@ -192,3 +192,27 @@ def test_explain_and_schema_commands(capsys) -> None:
     code, out, _ = run(capsys, "policy", "schema")
     schema = json.loads(out)
     assert code == 0 and schema["title"] == "Policy" and "rules" in schema["properties"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "name: live\nterm_lists: {a: " + "[" * 400 + "]" * 400 + "}\n",  # RecursionError in the YAML composer before
+        "name: live\nx0: &a0 [l, l, l, l, l, l, l, l, l, l]\n"
+        + "".join(f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+        "name: live\nrules: [{id: r, effect: modify, limits: {steps: {max: .nan}}}]\n",
+    ],
+)
+def test_a_hostile_edit_is_refused_audited_and_calls_go_on(tmp_path: Path, sqlite_url: str, broken: str) -> None:
+    path = tmp_path / "live.yaml"
+    write_policy(path, "gore")
+    with guardrail.Guard(policy=path, database=sqlite_url, reload=True, reload_interval_s=0) as guard:
+        version = guard.policy_version
+        path.write_text(broken)
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        assert guard.wrap(gen)("a cat").governance.allowed  # the last good policy stays in force
+        with pytest.raises(guardrail.PolicyViolation):
+            guard.wrap(gen)("gore")
+        [refused] = [e for e in events(guard) if e["kind"] == "policy"]
+    assert guard.policy_version == version
+    assert refused["status"] == "refused" and refused["detail"]["problems"]

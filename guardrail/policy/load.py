@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,25 +16,65 @@ from guardrail.policy.schema import Policy
 M = TypeVar("M", bound=BaseModel)
 
 MAX_POLICY_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 50
+"""Nesting of collections in one YAML file (a policy needs about 6); deeper is refused before the
+YAML composer's recursion could overflow the stack."""
+MAX_NODES = 250_000
+"""YAML nodes in one file with every alias expanded (100 rules of 1,000 terms is about 100,000).
+Composing stops at the first node past it, so a file of MAX_POLICY_BYTES costs at most what 250,000
+nodes cost (about 210 MB and 20 s in the pure-Python parser here), however its aliases multiply."""
 
 
 def read_yaml(text: str, file: str) -> Any:
-    """Parse YAML safely, keeping line numbers; duplicate keys and syntax errors raise PolicyError."""
+    """Parse YAML safely, keeping line numbers; syntax errors, duplicate keys, nesting deeper than
+    MAX_DEPTH and more than MAX_NODES nodes after alias expansion raise PolicyError."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    yaml.max_depth = MAX_DEPTH
+    yaml.Composer = _bounded_composer()
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        if type(exc).__name__ == "MaxDepthExceededError":  # ruamel's text tells its own API user what to do
+            message = f"collections nested more than {MAX_DEPTH} levels deep"
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         raise PolicyError([Problem(f"YAML: {message}", file, line, column)]) from None
     except YAMLError as exc:
         raise PolicyError([Problem(f"YAML: {exc}", file)]) from None
+
+
+@functools.cache
+def _bounded_composer() -> Any:
+    """ruamel's Composer, counting nodes as aliases expand them: an alias counts the whole subtree it
+    names, so a 'billion laughs' document is refused at the alias that crosses MAX_NODES."""
+    from ruamel.yaml.composer import Composer, ComposerError
+    from ruamel.yaml.events import AliasEvent
+
+    class BoundedComposer(Composer):  # type: ignore[misc]
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            counts = self.__dict__.setdefault("_guardrail_counts", {"nodes": 0, "sizes": {}})
+            event = self.parser.peek_event()
+            if isinstance(event, AliasEvent):
+                added = counts["sizes"].get(event.anchor, 1)
+            else:
+                added, start = 1, counts["nodes"]
+            counts["nodes"] += added
+            if counts["nodes"] > MAX_NODES:
+                raise ComposerError(
+                    None, None, f"more than {MAX_NODES} nodes once aliases are expanded", event.start_mark
+                )
+            node = super().compose_node(parent, index)
+            if not isinstance(event, AliasEvent) and event.anchor is not None:
+                counts["sizes"][event.anchor] = counts["nodes"] - start
+            return node
+
+    return BoundedComposer
 
 
 def locate(data: Any, path: Sequence[str | int]) -> tuple[int | None, int | None]:
@@ -210,25 +252,57 @@ def merge(base: Any, overlay: Any) -> dict[str, Any]:
 def _resolve(merged: Any, source: Any, file: str, environment: str | None) -> Policy:
     """Validate the merged data with the environment's overrides applied; the result has neither
     `extends` nor `environments`, so its version hash is that of what decisions actually use."""
-    if isinstance(merged, dict):
-        environments = merged.get("environments") or {}
-        if environment is not None:
-            if not isinstance(environments, dict) or environment not in environments:
-                known = ", ".join(environments) if isinstance(environments, dict) else ""
-                message = f"unknown environment {environment!r} (defined: {known or 'none'})"
-                raise PolicyError([Problem(message, file, *locate(source, ["environments"]), "environments")])
-            overlay = environments[environment]
-            if not isinstance(overlay, dict):
-                where = locate(source, ["environments", environment])
-                raise PolicyError([Problem("an environment is a mapping of overrides", file, *where)])
-            merged = merge(merged, overlay)
-        # Overrides are checked as part of the whole; each environment must produce a valid policy.
-        for name, overlay in environments.items() if isinstance(environments, dict) else ():
-            if name != environment and isinstance(overlay, dict):
-                validate(Policy, {**merge(merged, overlay), "environments": {}}, file, source=source)
-        merged = {k: v for k, v in merged.items() if k not in ("extends", "environments")}
-    translate = _rule_origins(merged, source)
-    return validate(Policy, merged, file, _policy_references(merged), source=source, translate=translate)
+    if not isinstance(merged, dict):
+        return validate(Policy, merged, file, source=source)
+    environments = merged.get("environments") or {}
+    if environment is not None and (not isinstance(environments, dict) or environment not in environments):
+        known = ", ".join(environments) if isinstance(environments, dict) else ""
+        message = f"unknown environment {environment!r} (defined: {known or 'none'})"
+        raise PolicyError([Problem(message, file, *locate(source, ["environments"]), "environments")])
+    base = {k: v for k, v in merged.items() if k not in ("extends", "environments")}
+    # Each environment must produce a valid policy on top of the base; the one asked for is checked first.
+    names = sorted(environments, key=lambda n: n != environment) if isinstance(environments, dict) else []
+    selected = None
+    for name in names:
+        overlay = environments[name]
+        if not isinstance(overlay, dict):
+            where = locate(source, ["environments", name])
+            raise PolicyError([Problem("an environment is a mapping of overrides", file, *where)])
+        policy = _in_environment(name, overlay, {**merge(base, overlay), "environments": {}}, file, source)
+        selected = policy if name == environment else selected
+    if selected is not None:
+        return selected
+    translate = _rule_origins(base, source)
+    return validate(Policy, base, file, _policy_references(base), source=source, translate=translate)
+
+
+def _in_environment(name: str, overlay: dict[str, Any], merged: Any, file: str, source: Any) -> Policy:
+    """Validate a policy with an environment's overrides: a problem in a value the environment sets
+    is located where the environment sets it, and every problem names the environment."""
+    merged = {k: v for k, v in merged.items() if k != "environments"}
+    rules = _rule_origins(merged, source)
+
+    def translate(path: list[str | int]) -> list[str | int]:
+        if path and path[0] != "rules" and _holds(overlay, path):
+            return ["environments", name, *path]
+        return rules(path)
+
+    try:
+        return validate(Policy, merged, file, _policy_references(merged), source=source, translate=translate)
+    except PolicyError as exc:
+        named = [replace(p, message=f"{p.message} (with environment {name!r})") for p in exc.problems]
+        raise PolicyError(named) from None
+
+
+def _holds(data: Any, path: Sequence[str | int]) -> bool:
+    """Whether `path` leads into `data` (the first key at least: the rest may be a value it replaced)."""
+    node = data
+    for depth, key in enumerate(path):
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return depth > 0
+    return True
 
 
 def _rule_origins(merged: Any, source: Any) -> Callable[[list[str | int]], list[str | int]]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from guardrail.errors import GuardrailError, PolicyError
+from guardrail.errors import GuardrailError, PolicyError, Problem
 from guardrail.policy.engine import PolicyEngine
 from guardrail.policy.load import load_policy, policy_files
 
@@ -73,6 +73,10 @@ class PolicySource:
                 self._accept(engine)
             except GuardrailError as error:
                 self._on_change(self._engine, error)
+                return
+            except Exception as exc:  # whatever an edit breaks, the last good policy stays in force
+                problem = Problem(f"the policy could not be loaded: {type(exc).__name__}: {exc}", str(self.path))
+                self._on_change(self._engine, PolicyError([problem]))
                 return
             if engine.version != self._engine.version:
                 self._engine = engine

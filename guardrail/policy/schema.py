@@ -14,16 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from guardrail.policy.regex import compile_linear
+
 Effect = Literal["allow", "deny", "modify", "flag"]
 PrivacyMode = Literal["hmac", "plaintext", "redacted"]
 TextField = Literal["prompt", "negative_prompt"]
 
 
 def _valid_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+    compile_linear(pattern)  # raises ValueError: located by the loader at the pattern's line
     return pattern
 
 
@@ -39,7 +38,9 @@ RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_lengt
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN compares false with every bound (a limit of .nan limits nothing) and infinities are no limit:
+    # refused in every number of a policy
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Scope(_Strict):

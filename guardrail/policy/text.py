@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
+from guardrail.policy.regex import compile_linear
+
 T = TypeVar("T")
 
 _LEET = str.maketrans(
@@ -104,7 +106,8 @@ class TextMatcher(Generic[T]):
     """Whole-word terms and regular expressions, compiled once, matched against many texts.
 
     Regexes see the light view (NFKC, case folded) and the normalised views, each as its own line
-    (they are compiled with re.MULTILINE, so ^ and $ match at the start and end of each view).
+    (they are compiled multi-line, so ^ and $ match at the start and end of each view). Regexes are
+    RE2 (guardrail.policy.regex): linear time, whatever the pattern and the text.
     """
 
     def __init__(self, terms: Iterable[tuple[str, T]] = (), regexes: Iterable[tuple[str, T]] = ()) -> None:
@@ -115,7 +118,7 @@ class TextMatcher(Generic[T]):
                 by_key.setdefault(key, []).append((term, value))
         self._words = _automaton({f" {key} ": values for key, values in by_key.items()})
         self._letters = _automaton({key.replace(" ", ""): values for key, values in by_key.items()})
-        self._regexes = [(re.compile(p, re.MULTILINE), p, v) for p, v in regexes]
+        self._regexes = [(compile_linear(p), p, v) for p, v in regexes]
         self._prefilter = _prefilter([p for p, _ in regexes])
 
     def find(self, text: str) -> list[TextHit[T]]:
@@ -145,17 +148,14 @@ class TextMatcher(Generic[T]):
         return hits
 
 
-def _prefilter(patterns: list[str]) -> re.Pattern[str] | None:
-    """One alternation of all patterns: it matches a text exactly when one of them does.
-
-    Not built when a pattern refers back to a group (group numbers shift when combined) or when
-    the patterns cannot be combined (inline global flags), so it never hides a match.
-    """
-    if len(patterns) < 2 or any(re.search(r"\\[1-9]|\(\?P=", p) for p in patterns):
+def _prefilter(patterns: list[str]) -> Any:
+    """One alternation of all patterns: it matches a text exactly when one of them does (RE2 has no
+    backreferences, so combining shifts no group a pattern refers to). None when there is one."""
+    if len(patterns) < 2:
         return None
     try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns), re.MULTILINE)
-    except re.error:
+        return compile_linear("|".join(f"(?:{p})" for p in patterns))
+    except ValueError:  # each compiles alone; together they may pass the memory bound
         return None
 
 

@@ -59,7 +59,10 @@ def test_a_broken_environment_is_reported_even_when_not_chosen(tmp_path: Path) -
     with pytest.raises(PolicyError) as info:
         load_policy(path)
     [problem] = info.value.problems
-    assert problem.field == "default" and problem.file == str(path)
+    # located where the environment sets the value, and naming the environment
+    assert problem.field == "environments.prod.default" and problem.file == str(path)
+    assert problem.line == path.read_text().splitlines().index("  prod: {default: sometimes}") + 1
+    assert problem.message.endswith("(with environment 'prod')")
 
 
 def test_errors_are_located_in_the_file_that_has_them(tmp_path: Path) -> None:

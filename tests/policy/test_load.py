@@ -98,3 +98,43 @@ def test_version_is_a_content_hash() -> None:
     b = parse_policy("# a comment\nname:   p\nrules: []\n")
     c = parse_policy("name: p\ndefault: deny\n")
     assert a.version == b.version != c.version
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    for value in (".nan", ".inf", "-.inf"):
+        found = problems(f"name: p\nrules: [{{id: r, effect: modify, limits: {{steps: {{max: {value}}}}}}}]\n")
+        assert [(p.field, p.line, p.message) for p in found] == [
+            ("rules[0].limits.steps.max", 2, "Input should be a finite number")
+        ], value
+
+
+def test_alias_amplification_is_refused_at_the_alias_in_bounded_memory() -> None:
+    import tracemalloc
+
+    from guardrail.policy.load import MAX_NODES
+
+    terms = "[" + ",".join(f"w{i}" for i in range(2000)) + "]"
+    rules = "\n".join(f"  - {{id: r{i}, effect: deny, prompt: {{terms: *t}}}}" for i in range(500))  # 1M terms
+    bomb = f"name: p\nterm_lists: {{a: &t {terms}}}\nrules:\n{rules}\n"
+    laughs = "name: p\ndescription: x\nx0: &a0 [l, l, l, l, l, l, l, l, l, l]\n" + "".join(
+        f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)
+    )  # 10^9 leaves
+    for text, near in ((bomb, 130), (laughs, 8)):
+        tracemalloc.start()
+        found = problems(text)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert [p.message for p in found] == [f"YAML: more than {MAX_NODES} nodes once aliases are expanded"]
+        line = text.splitlines()[found[0].line - 1]
+        assert "*a" in line or "*t" in line  # at the alias that crossed the bound, long before the end
+        assert abs(found[0].line - near) <= 5 and peak < 100e6, (found, peak)
+    # aliases within the bound still work
+    policy = parse_policy("name: p\nterm_lists: {a: &t [x, y]}\nrules: [{id: r, effect: deny, prompt: {terms: *t}}]\n")
+    assert policy.rules[0].prompt is not None and policy.rules[0].prompt.terms == ["x", "y"]
+
+
+def test_deep_nesting_is_a_located_error_not_a_crash() -> None:
+    from guardrail.policy.load import MAX_DEPTH
+
+    found = problems("name: p\nterm_lists: {a: " + "[" * 400 + "]" * 400 + "}\n")
+    assert [(p.line, p.message) for p in found] == [(2, f"YAML: collections nested more than {MAX_DEPTH} levels deep")]
