@@ -7,7 +7,8 @@ GuardrailError
 │   ├── PolicyError          carries .problems, each naming file, line, column and field path
 │   └── ReferenceSetError    a reference set cannot be read or changed; names the file
 ├── InputError               an image or file handed to guardrail is unusable
-│   └── ImageTooLarge        over the byte or pixel limit; refused before decoding (also a ValueError)
+│   ├── ImageTooLarge        over the byte or pixel limit; refused before decoding (also a ValueError)
+│   └── InvalidImage         empty, truncated, corrupt, or no image at all (also a ValueError)
 ├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
 │                            screening; carries .decision and .audit_id; no image is returned
 ├── SigningError             an image could not be signed; carries .audit_id when a call was on record
@@ -74,6 +75,10 @@ class InputError(GuardrailError):
 
 class ImageTooLarge(InputError, ValueError):
     """An input image is over the byte or pixel limit; nothing was decoded."""
+
+
+class InvalidImage(InputError, ValueError):
+    """An input is not a whole, readable image; the message names it and says what PIL found."""
 
 
 class PolicyViolation(GuardrailError):

@@ -24,6 +24,7 @@ from guardrail.pipeline.attach import Attach
 from guardrail.pipeline.audit import AuditOutcome, AuditRequest
 from guardrail.pipeline.decide import Decide
 from guardrail.pipeline.generate import ApplyDecision, Generate
+from guardrail.pipeline.inputs import CheckInputs
 from guardrail.pipeline.outputs import HashOutputs, ScreenOutputs
 from guardrail.pipeline.read import ReadCall
 from guardrail.pipeline.sign import Sign
@@ -131,6 +132,7 @@ class Guard:
             stages=[
                 ReadCall(self._privacy, new_id),
                 AuditRequest(self.store),
+                CheckInputs(),
                 Decide(self.checks, self.shadow),
                 ApplyDecision(),
                 Generate(),

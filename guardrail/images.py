@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
-from guardrail.errors import ImageTooLarge
+from guardrail.errors import ImageTooLarge, InvalidImage
 
 
 def is_image(value: Any) -> bool:
@@ -75,7 +76,7 @@ def read_limited(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     """A file's bytes, refusing files over `max_bytes` before reading them."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: not a file")
+        raise InvalidImage(f"{p}: not a file")
     size = p.stat().st_size
     if size > max_bytes:
         raise ImageTooLarge(f"{p}: {size} bytes is over the {max_bytes}-byte limit")
@@ -83,9 +84,15 @@ def read_limited(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
 
 
 def open_image(
-    source: str | Path | bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+    source: str | Path | bytes,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    name: str | None = None,
 ) -> Any:
     """Open an image from a file or bytes, size-limited before decoding (no decompression bombs).
+    Raises ImageTooLarge, or InvalidImage for anything that is not a whole image (empty, truncated,
+    corrupt, another kind of file); messages name the file (or `name`).
 
     The image remembers the bytes it came from, so a C2PA manifest they carry can become ingredient
     provenance when the image is passed to a guarded img2img, inpaint or ControlNet call.
@@ -94,18 +101,42 @@ def open_image(
 
     from PIL import Image
 
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
     data = source if isinstance(source, bytes) else read_limited(source, max_bytes)
     if len(data) > max_bytes:
-        raise ImageTooLarge(f"{len(data)} bytes is over the {max_bytes}-byte limit")
-    with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-        width, height = probe.size
-        kind = probe.format or ""
+        raise ImageTooLarge(f"{label}: {len(data)} bytes is over the {max_bytes}-byte limit")
+    width, height, kind = probe_image(data, label)
     if width * height > max_pixels:
-        raise ImageTooLarge(f"{width}x{height} is over the {max_pixels}-pixel limit")
-    image = Image.open(io.BytesIO(data))
-    image.load()
+        raise ImageTooLarge(f"{label}: {width}x{height} is over the {max_pixels}-pixel limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked above
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, struct.error ... for bad data
+        raise InvalidImage(f"{label}: the image cannot be decoded ({type(exc).__name__}: {exc})") from None
     image.info[SOURCE_KEY] = (data, MIME.get(kind, f"image/{kind.lower()}"))
     return image
+
+
+def probe_image(data: bytes, name: str = "image") -> tuple[int, int, str]:
+    """Width, height and format from an image's header, without decoding its pixels. Raises
+    InvalidImage when the bytes are no image PIL can read."""
+    import io
+
+    from PIL import Image
+
+    if not data:
+        raise InvalidImage(f"{name}: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+                return probe.size[0], probe.size[1], probe.format or ""
+    except Image.DecompressionBombError as exc:  # PIL's own, larger limit: still too large for guardrail
+        raise ImageTooLarge(f"{name}: {exc}") from None
+    except Exception as exc:
+        raise InvalidImage(f"{name}: not an image guardrail can read ({type(exc).__name__}: {exc})") from None
 
 
 def to_pil(image: Any) -> Any:

@@ -74,7 +74,8 @@ def add(
         raise typer.BadParameter("no image files found", param_hint="PATHS")
     folder = _folder(root, name)
     embedder = _embedder(config)
-    refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.create(folder, name)
+    # a new set is written by its first successful add: a bad file leaves no empty set behind
+    refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.new(folder, name)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"fingerprinting into {name}", total=len(files))
         added = refset.add(
@@ -168,10 +169,7 @@ def match_(
     check_embeddings(refsets, embedder)  # before the first image: a wrong model is one clear error
     any_match = False
     for path in images:
-        try:
-            image = open_image(path)
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"{path}: {exc}", param_hint="IMAGES") from None
+        image = open_image(path)  # InvalidImage / ImageTooLarge name the file: exit 2
         [found] = screen([image], dict.fromkeys(refsets, rule), refsets, embedder)
         any_match |= bool(found)
         result = {

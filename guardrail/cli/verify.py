@@ -36,7 +36,7 @@ def verify(
     from guardrail.audit.query import audit_record
     from guardrail.audit.store import AuditStore, database_url
     from guardrail.config import load_config
-    from guardrail.images import read_limited
+    from guardrail.images import probe_image, read_limited
     from guardrail.provenance.verify import verify_bytes
 
     anchors_path = trust_anchors
@@ -57,6 +57,7 @@ def verify(
         for image in images:
             try:
                 data = read_limited(image)
+                probe_image(data, str(image))  # an empty or non-image file is an input error, not an invalid manifest
             except (OSError, ValueError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="IMAGES") from None
             result = verify_bytes(data, source=str(image), trust_anchors=anchors)

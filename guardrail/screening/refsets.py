@@ -75,13 +75,18 @@ class ReferenceSet:
     @classmethod
     def create(cls, folder: str | Path, name: str | None = None) -> ReferenceSet:
         """A new empty set in `folder` (created). Writes files."""
+        refset = cls.new(folder, name)
+        refset.save()
+        return refset
+
+    @classmethod
+    def new(cls, folder: str | Path, name: str | None = None) -> ReferenceSet:
+        """A new empty set for `folder`, in memory only: its first successful add() writes it, so a
+        failed first add leaves nothing behind. Writes nothing."""
         path = Path(folder)
         if (path / "refset.json").exists():
             raise ReferenceSetError(f"{path}: a reference set is already there")
-        path.mkdir(parents=True, exist_ok=True)
-        refset = cls(path, name or path.name, [], np.zeros((0, len(COLUMNS)), dtype=np.uint64), _no_keypoints())
-        refset.save()
-        return refset
+        return cls(path, name or path.name, [], np.zeros((0, len(COLUMNS)), dtype=np.uint64), _no_keypoints())
 
     @classmethod
     def open(cls, folder: str | Path) -> ReferenceSet:
@@ -162,6 +167,7 @@ class ReferenceSet:
         if embeddings is not None:
             writes.append(("embeddings.npy", lambda f: np.save(f, embeddings, allow_pickle=False)))
         writes.append(("refset.json", lambda f: f.write(json.dumps(meta, indent=1).encode())))
+        self.folder.mkdir(parents=True, exist_ok=True)
         for target, write in writes:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
@@ -195,7 +201,8 @@ class ReferenceSet:
         embedder: ImageEmbedder | None = None,
     ) -> list[Reference]:
         """Add (label, source, file path or bytes) images, size-limited before decoding; with an
-        embedder, their embeddings too. Writes files."""
+        embedder, their embeddings too. All or nothing: an image that cannot be read raises InputError
+        naming its source, and nothing is written. Writes files."""
         import hashlib
 
         from guardrail.images import open_image, read_limited
@@ -205,7 +212,7 @@ class ReferenceSet:
         rows, found, decoded = [], [], []
         for label, source, data in images:
             raw = data if isinstance(data, bytes) else read_limited(data)  # refused before reading
-            image = open_image(raw)
+            image = open_image(raw, name=source)
             reference = Reference(
                 uuid.uuid4().hex[:12],
                 label,
