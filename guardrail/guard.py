@@ -127,7 +127,8 @@ class Guard:
             checkpoint_every=audit.checkpoint_every,
             checkpoint_interval_s=audit.checkpoint_interval_s,
         )
-        self.checks = Checks(self.reference_sets, self.embedder, QuotaLedger(self.store.crash_safe_engine))
+        anchors = _trust_anchors(config)
+        self.checks = Checks(self.reference_sets, self.embedder, QuotaLedger(self.store.crash_safe_engine), anchors)
         self.pipeline = CallPipeline(
             stages=[
                 ReadCall(self._privacy, new_id),
@@ -256,7 +257,19 @@ def _signer_from(config: GuardConfig) -> ImageSigner | None:
         output_format=p.format,
         jpeg_quality=p.jpeg_quality,
         thumbnail=p.thumbnail,
+        trust_anchors=_trust_anchors(config),
     )
+
+
+def _trust_anchors(config: GuardConfig) -> str | None:
+    """The PEM of the roots guardrail.yaml trusts (provenance.trust_anchors), if any."""
+    p = config.provenance
+    if p is None or p.trust_anchors is None:
+        return None
+    path = config.path(p.trust_anchors)
+    if not path.is_file():
+        raise ConfigError(f"{path}: trust anchors file not found (provenance.trust_anchors in guardrail.yaml)")
+    return path.read_text(encoding="utf-8")
 
 
 class GuardedPipeline:

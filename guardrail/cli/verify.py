@@ -25,11 +25,17 @@ def verify(
         str | None,
         typer.Option("--database", "-d", envvar="GUARDRAIL_DATABASE", help="Audit database to check against."),
     ] = None,
+    allow_untrusted: Annotated[
+        bool,
+        typer.Option("--allow-untrusted", help="Accept a valid signature from any signer (no trust anchor)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Validate C2PA manifests: state (Trusted, Valid, Invalid, NoManifest), failure codes, generator,
     governance and, with a database, the audit record and whether the file is the one logged.
-    Exits 0 only when every image is valid (and trusted, when anchors are given). Reads only.
+    Exits 0 only when every image is valid and signed by a trusted signer (a certificate chain to
+    --trust-anchors, or to the config's provenance.trust_anchors); --allow-untrusted accepts any
+    valid signature, since anyone can sign with a certificate of their own. Reads only.
 
     Example: guardrail verify out.png --trust-anchors .guardrail/dev-ca/trust-anchors.pem --config guardrail.yaml
     """
@@ -37,6 +43,7 @@ def verify(
     from guardrail.audit.store import AuditStore, database_url
     from guardrail.config import load_config
     from guardrail.images import probe_image, read_limited
+    from guardrail.provenance.manifest import governance_summary
     from guardrail.provenance.verify import verify_bytes
 
     anchors_path = trust_anchors
@@ -63,20 +70,20 @@ def verify(
             result = verify_bytes(data, source=str(image), trust_anchors=anchors)
             if store is not None and result.governance:
                 result = result.with_audit(audit_record(store.engine, result))
-            ok = result.ok(require_trusted=anchors is not None)
+            ok = result.ok(require_trusted=not allow_untrusted)
             all_ok &= ok
+            why = result.why_not(require_trusted=not allow_untrusted)
             if as_json:
-                emit_one({**result.as_dict(), "ok": ok}, as_json=True)
+                emit_one({**result.as_dict(), "ok": ok, "why_not": why or None}, as_json=True)
                 continue
             colour = _COLOURS.get(result.state, "red")
             console.print(f"[{colour}]{result.state}[/{colour}] {image}" + ("" if ok else "  [red]FAILED[/red]"))
+            if why:
+                console.print(f"  why: {why}", markup=False, highlight=False)
             for code in result.failures:
                 console.print(f"  failure: {code}")
-            if result.governance:
-                g = result.governance
-                console.print(
-                    f"  governance: policy {g['policy']['name']} decision {g['decision']} audit {g['audit_id']}"
-                )
+            if result.governance is not None:
+                console.print(f"  governance: {governance_summary(result.governance)}", markup=False)
             if result.audit is not None:
                 found = "found" if result.audit.get("found") else "NOT FOUND"
                 matches = "matches" if result.audit.get("hash_matches") else "DOES NOT match"

@@ -13,10 +13,12 @@ from typing import Any
 
 from guardrail.pipeline.evidence import Checks, Evidence
 from guardrail.pipeline.state import CallState
-from guardrail.policy.decision import Decision
+from guardrail.policy.decision import Decision, FiredRule
 from guardrail.policy.engine import PolicyEngine
 from guardrail.policy.quota import apply_quotas
 from guardrail.request import GenerationRequest
+
+INPUT_PROVENANCE_RULE = "provenance.input-invalid"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,17 @@ def decide(engine: PolicyEngine, request: GenerationRequest, evidence: Evidence,
         found = evidence.screen("input", inputs, policy.screening.sets)
         decision = apply_matches(decision, found, "input")
         notes["screening"] = {"inputs": summary(found)}
+    if decision.allowed and request.input_images:
+        checked = evidence.input_provenance()
+        if checked:
+            notes["provenance"] = {"inputs": checked}
+        invalid = [item for item in checked if not item["valid"]]
+        action = policy.provenance.inputs.invalid
+        if invalid and action != "allow":
+            first = invalid[0]
+            detail = f"input image {first['input']} ({first['role']}): {', '.join(first['failures']) or first['state']}"
+            message = "an input image's C2PA manifest does not validate"
+            decision = decision.with_fired([FiredRule(INPUT_PROVENANCE_RULE, action, message, detail)])
     if decision.allowed and policy.quotas:
         if evidence.checks.quotas is None:
             unchecked = ("quotas",)

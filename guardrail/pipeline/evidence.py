@@ -30,6 +30,8 @@ class Checks:
     reference_sets: Mapping[str, ReferenceSet] = field(default_factory=dict)
     embedder: ImageEmbedder | None = None
     quotas: QuotaCounter | None = None
+    trust_anchors: str | None = None
+    """PEM of the roots input images' C2PA manifests are validated against."""
     concepts: ConceptScreen | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,35 @@ class Evidence:
             return screen(list(images), dict(sets), dict(self.checks.reference_sets), self.checks.embedder)
 
         return self._once(("screen", role, dict(sets)), run)  # type: ignore[no-any-return]
+
+    def input_provenance(self) -> list[dict[str, Any]]:
+        """Each input image opened from a file that carries a C2PA manifest (guardrail.open_image keeps
+        the file's bytes): its validation with the configured trust anchors."""
+        from guardrail.images import SOURCE_KEY
+        from guardrail.provenance.verify import NO_MANIFEST, verify_bytes
+
+        def run() -> list[dict[str, Any]]:
+            found = []
+            for index, item in enumerate(self.request.input_images):
+                info = getattr(item.image, "info", None)
+                source = info.get(SOURCE_KEY) if isinstance(info, dict) else None
+                if not source:
+                    continue
+                result = verify_bytes(source[0], trust_anchors=self.checks.trust_anchors)
+                if result.state != NO_MANIFEST:
+                    found.append(
+                        {
+                            "input": index,
+                            "role": item.role,
+                            "state": result.state,
+                            "valid": result.ok(require_trusted=False),
+                            "failures": result.failures,
+                            "manifest": result.manifest_label,
+                        }
+                    )
+            return found
+
+        return self._once(("input-provenance",), run)  # type: ignore[no-any-return]
 
     def charge(self, uses: Sequence[QuotaUse], images: int, *, commit: bool = True) -> list[int] | Overdrawn:
         """The quota counter, remembered: the same counters and images are charged at most once."""

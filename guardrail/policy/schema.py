@@ -198,7 +198,14 @@ class ScreeningPolicy(_Strict):
     """Screen input images (img2img, inpaint, ControlNet) before generation too."""
 
 
+class InputProvenance(_Strict):
+    invalid: Literal["deny", "flag", "allow"] = "flag"
+    """An input image whose C2PA manifest fails validation (a tampered parent): deny the call, flag it,
+    or allow it. Every input's validation result is audited either way."""
+
+
 class ProvenancePolicy(_Strict):
+    inputs: InputProvenance = InputProvenance()
     required: bool = False
     """Every returned image must carry a C2PA signature: a Guard without a signer refuses to start,
     and a signing failure withholds the images. When false, a failure is audited and the images are

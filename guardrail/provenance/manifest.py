@@ -73,9 +73,11 @@ def build_manifest(
     return {
         "claim_generator_info": [{"name": "guardrail", "version": __version__}],
         "title": f"guardrail-{audit_id}",
+        # created: stated by the signer (guardrail), not gathered from elsewhere: the AI disclosure
+        # and the governance record must be the signer's own assertions
         "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": actions}},
-            {"label": GOVERNANCE_LABEL, "data": governance},
+            {"label": "c2pa.actions.v2", "data": {"actions": actions}, "created": True},
+            {"label": GOVERNANCE_LABEL, "data": governance, "created": True},
         ],
     }
 
@@ -104,8 +106,24 @@ def _labels(request: GenerationRequest) -> list[tuple[str, InputImage]]:
 
 
 def governance_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The governance assertion of a manifest read back by c2pa, if it has one."""
-    for assertion in manifest.get("assertions", []):
-        if assertion.get("label") == GOVERNANCE_LABEL:
-            return dict(assertion.get("data") or {})
+    """The governance assertion of a manifest read back by c2pa, if it has one. Anyone can sign one:
+    treat every field as untrusted (a non-mapping assertion is returned as an empty dict)."""
+    assertions = manifest.get("assertions") if isinstance(manifest, dict) else None
+    for assertion in assertions if isinstance(assertions, list) else []:
+        if isinstance(assertion, dict) and assertion.get("label") == GOVERNANCE_LABEL:
+            data = assertion.get("data")
+            return dict(data) if isinstance(data, dict) else {}
     return None
+
+
+def governance_summary(governance: dict[str, Any]) -> str:
+    """One line for a person: policy, decision and audit id, each shown only when it is what it should
+    be (a forged or partial assertion prints what it has, and never raises)."""
+    policy = governance.get("policy")
+    name = policy.get("name") if isinstance(policy, dict) else None
+    parts = [
+        f"policy {name}" if isinstance(name, str) else "policy (missing)",
+        f"decision {governance['decision']}" if isinstance(governance.get("decision"), str) else "decision (missing)",
+        f"audit {governance['audit_id']}" if isinstance(governance.get("audit_id"), str) else "audit id (missing)",
+    ]
+    return " ".join(parts)

@@ -44,7 +44,10 @@ class ImageSigner:
         output_format: str = "png",
         jpeg_quality: int = 95,
         thumbnail: bool = False,
+        trust_anchors: str | None = None,
     ) -> None:
+        """`trust_anchors`: PEM of the roots the manifests of input images (ingredients) are validated
+        against, so that a parent signed by a trusted CA is recorded as trusted."""
         import c2pa
 
         if algorithm not in ALGORITHMS:
@@ -75,12 +78,13 @@ class ImageSigner:
         thumbnail_settings = (
             {"enabled": True, "format": "jpeg", "long_edge": 256, "quality": "low"} if thumbnail else {"enabled": False}
         )
-        self._context = c2pa.Context.from_dict(
-            {
-                "verify": {"verify_after_sign": True, "remote_manifest_fetch": False, "ocsp_fetch": False},
-                "builder": {"thumbnail": thumbnail_settings},
-            }
-        )
+        settings: dict[str, Any] = {
+            "verify": {"verify_after_sign": True, "remote_manifest_fetch": False, "ocsp_fetch": False},
+            "builder": {"thumbnail": thumbnail_settings},
+        }
+        if trust_anchors:
+            settings["trust"] = {"user_anchors": trust_anchors}
+        self._context = c2pa.Context.from_dict(settings)
 
     def __repr__(self) -> str:
         return f"ImageSigner(algorithm={self.algorithm!r}, format={self.format!r})"

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from guardrail.provenance.manifest import governance_of
 
 NO_MANIFEST = "NoManifest"
+UNTRUSTED = "signingCredential.untrusted"
+AUDIT_ID = re.compile(r"[0-9a-f]{32}")
+"""A call id as guardrail writes them; anything else in a manifest is not looked up."""
 
 
 @dataclass(frozen=True)
@@ -31,20 +35,43 @@ class Verification:
     @property
     def audit_id(self) -> str | None:
         """The call this image says it came from (its governance assertion), if any."""
-        if not self.governance or not self.governance.get("audit_id"):
-            return None
-        return str(self.governance["audit_id"])
+        value = self.governance.get("audit_id") if self.governance else None
+        return value if isinstance(value, str) and AUDIT_ID.fullmatch(value) else None
 
     def with_audit(self, record: dict[str, Any]) -> Verification:
         """This result with the audit log's record of the call (see guardrail.audit.query.audit_record)."""
         return replace(self, audit=record)
 
-    def ok(self, *, require_trusted: bool) -> bool:
-        if self.state not in ("Trusted", "Valid") or self.failures:
+    def ok(self, *, require_trusted: bool = True) -> bool:
+        """Valid and signed by a trusted signer (a chain to a configured trust anchor), and, when
+        checked against the audit log, the file it logged. `require_trusted=False` accepts any valid
+        signature: anyone can make one with a certificate of their own."""
+        if self.state not in ("Trusted", "Valid"):
+            return False
+        if [code for code in self.failures if code != UNTRUSTED]:
             return False
         if require_trusted and self.state != "Trusted":
             return False
         return self.audit is None or bool(self.audit.get("hash_matches"))
+
+    def why_not(self, *, require_trusted: bool = True) -> str:
+        """Why ok() is false, in a sentence ('' when it is true)."""
+        if self.ok(require_trusted=require_trusted):
+            return ""
+        if self.state == NO_MANIFEST:
+            return "no C2PA manifest"
+        if self.state not in ("Trusted", "Valid"):
+            return f"the manifest does not validate ({', '.join(self.failures) or self.state})"
+        other = [code for code in self.failures if code != UNTRUSTED]
+        if other:
+            return f"validation failures: {', '.join(other)}"
+        if require_trusted and self.state != "Trusted":
+            return (
+                "the signer is not trusted: its certificate chain leads to no configured trust anchor "
+                "(give --trust-anchors or provenance.trust_anchors in guardrail.yaml; --allow-untrusted "
+                "accepts any valid signature)"
+            )
+        return "the file is not the one the audit log recorded for this call"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,9 +106,7 @@ def verify_bytes(data: bytes, *, source: str = "<bytes>", trust_anchors: str | N
         state = reader.get_validation_state() or "Invalid"
         results = reader.get_validation_results() or {}
         manifest = reader.get_active_manifest() or {}
-    failures = [item["code"] for item in (results.get("activeManifest") or {}).get("failure", [])]
-    if trust_anchors is None:  # without anchors nothing can be trusted; that alone is no failure
-        failures = [code for code in failures if code != "signingCredential.untrusted"]
+    failures = [str(item.get("code")) for item in _list((results.get("activeManifest") or {}).get("failure"))]
     return Verification(
         source=source,
         state=state,
@@ -91,3 +116,8 @@ def verify_bytes(data: bytes, *, source: str = "<bytes>", trust_anchors: str | N
         governance=governance_of(manifest),
         sha256=digest,
     )
+
+
+def _list(value: Any) -> list[Any]:
+    """The dicts of a list read from a manifest (anything else in it, or a non-list, is ignored)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -173,8 +173,10 @@ def test_init_with_dev_ca_then_verify(tmp_path: Path, capsys, monkeypatch) -> No
 
     code, out, _ = run(capsys, "verify", str(good), "--config", str(config))
     assert code == 0 and "Trusted" in out and "matches the logged hash" in out
-    code, out, _ = run(capsys, "verify", str(good), "--json")
-    assert code == 0 and json.loads(out)["state"] == "Valid"
+    code, out, _ = run(capsys, "verify", str(good), "--json")  # no anchors: valid, but nobody vouches for the signer
+    assert code == 1 and json.loads(out)["state"] == "Valid" and "not trusted" in json.loads(out)["why_not"]
+    code, out, _ = run(capsys, "verify", str(good), "--json", "--allow-untrusted")
+    assert code == 0 and json.loads(out)["ok"] is True
     code, out, _ = run(capsys, "verify", str(good), str(bad), "--config", str(config), "--json")
     results = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00")]
     assert code == 1 and [r["ok"] for r in results] == [True, False]
