@@ -208,8 +208,9 @@ def explain(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show which rules fired and why: each prompt as the policy sees it after normalisation, the
-    term or regex that matched, the rules in scope that did not fire, and what was modified.
+    """Show which rules fired and why: each prompt as the policy sees it after normalisation (folded
+    letter forms, leetspeak, spacing), the term or regex that matched, matches an exception phrase
+    suppressed (and which phrase), the rules in scope that did not fire, and what was modified.
 
     Example: guardrail policy explain policies/default.yaml --prompt "a ｇ0re scene"
     """
@@ -243,6 +244,8 @@ def explain(
             line = f"{item['field']}: {item['text']!r}\n  as the policy reads it: {item['normalised']!r}"
             console.print(line, markup=False)
         _print_decision(decision, verdict.unchecked, verbose=True)
+        for rule in decision.suppressed:
+            console.print(f"  suppressed {rule.id}: {rule.detail}", markup=False)
         console.print(f"  in scope, did not fire: {', '.join(quiet) or 'none'}", markup=False)
         if skipped:
             console.print(f"  out of scope for this user and roles: {', '.join(skipped)}", markup=False)

@@ -9,7 +9,8 @@
         expect: {decision: deny, rules: [no-graphic-violence]}
 
 `expect.rules` is the exact set of fired rule ids; `expect.modified` lists fields that must have
-been changed to the given values. Every case runs; the result lists each failure with its line.
+been changed to the given values; `expect.suppressed` the exact set of rule ids an exception
+(`unless`) stopped. Every case runs; the result lists each failure with its line.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class Expectation(_Strict):
     rules: list[str] | None = None
     flagged: bool | None = None
     modified: dict[str, Any] | None = None
+    suppressed: list[str] | None = None
+    """The exact set of rule ids whose matches an exception (`unless`) suppressed."""
 
 
 class Case(_Strict):
@@ -128,6 +131,9 @@ def check(case: Case, decision: Decision) -> list[str]:
         problems.append(f"rules are {sorted(decision.rule_ids)}, expected {sorted(expect.rules)}")
     if expect.flagged is not None and decision.flagged != expect.flagged:
         problems.append(f"flagged is {decision.flagged}, expected {expect.flagged}")
+    suppressed = {rule.id for rule in decision.suppressed}
+    if expect.suppressed is not None and suppressed != set(expect.suppressed):
+        problems.append(f"suppressed rules are {sorted(suppressed)}, expected {sorted(expect.suppressed)}")
     for field, value in (expect.modified or {}).items():
         actual = decision.modified().get(field, "<unchanged>")
         if actual != value:

@@ -47,6 +47,8 @@ class Decision:
     errors: tuple[str, ...] = ()
     quotas: dict[str, int] = field(default_factory=dict)
     """Images left in each quota the call was charged against (or in the one it exceeded)."""
+    suppressed: tuple[FiredRule, ...] = ()
+    """Rules whose every term match lay inside one of their exception phrases (`unless`): not fired."""
 
     @property
     def allowed(self) -> bool:
@@ -97,4 +99,5 @@ class Decision:
             "modifications": [m.as_dict() for m in self.modifications],
             "errors": list(self.errors),
             "quota_remaining": dict(self.quotas),
+            "suppressed": [rule.as_dict() for rule in self.suppressed],
         }

@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from guardrail.policy.decision import Decision, FiredRule, Modification
-from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule, Scope
-from guardrail.policy.text import TextHit, TextMatcher, normalize
+from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule, Scope, TermList, TermSpec
+from guardrail.policy.text import Term, TextHit, TextMatcher, fold_table, normalize
 from guardrail.request import GenerationRequest
 
 PROMPT_EMBEDS_RULE = "guardrail.prompt-embeds"
@@ -33,15 +34,24 @@ class PolicyEngine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.version = policy.version
-        terms: list[tuple[str, int]] = []
+        terms: list[Term[int]] = []
         regexes: list[tuple[str, int]] = []
         for index, rule in enumerate(policy.rules):
             if rule.prompt is None:
                 continue
-            listed = [t for name in rule.prompt.term_lists for t in policy.term_lists[name]]
-            terms += [(term, index) for term in [*rule.prompt.terms, *listed]]
+            terms += _terms(rule.prompt.terms, rule.prompt.match, tuple(rule.prompt.unless), index)
+            for name in rule.prompt.term_lists:
+                listed = policy.term_lists[name]
+                entries, mode, unless = (
+                    (listed.terms, listed.match, listed.unless)
+                    if isinstance(listed, TermList)
+                    else (listed, "inflected", [])
+                )
+                exact = "exact" if "exact" in (mode, rule.prompt.match) else "inflected"
+                terms += _terms(entries, exact, (*rule.prompt.unless, *unless), index)
             regexes += [(pattern, index) for pattern in rule.prompt.regex]
         self._matcher = TextMatcher(terms, regexes)
+        fold_table()  # built once, here, rather than on the first non-ASCII prompt
         self.needs_weight_hashes = any(
             names.allow_sha256 or names.deny_sha256
             for rule in policy.rules
@@ -78,10 +88,17 @@ class PolicyEngine:
         for index in self._scoped:
             in_scope[index] = rules[index].when.applies(request.user, request.roles)
 
+        suppressed: list[FiredRule] = []
         for index, field, hit in sorted(self._text_hits(request), key=lambda h: h[0]):
             rule = rules[index]
             if in_scope[index] and field in rule.prompt.fields:  # type: ignore[union-attr]
-                fired.append(_fire(rule, f"{field} {hit.kind} {hit.pattern!r} matched {hit.matched!r}"))
+                detail = f"{field} {hit.kind} {hit.pattern!r} matched {hit.matched!r}"
+                if hit.suppressed_by is None:
+                    fired.append(_fire(rule, detail))
+                else:
+                    suppressed.append(_fire(rule, f"{detail} inside the exception {hit.suppressed_by!r}"))
+        fired_ids = {rule.id for rule in fired}
+        suppressed = [rule for rule in suppressed if rule.id not in fired_ids]
 
         for index in self._conditions:
             rule = rules[index]
@@ -111,7 +128,8 @@ class PolicyEngine:
                     "prompt embeddings were given without text, so the prompt cannot be checked",
                 )
             )
-        return _combine(fired, modifications, self.policy.default)
+        decision = _combine(fired, modifications, self.policy.default)
+        return replace(decision, suppressed=tuple(suppressed)) if suppressed else decision
 
     def _text_hits(self, request: GenerationRequest) -> list[tuple[int, str, TextHit[int]]]:
         hits: list[tuple[int, str, TextHit[int]]] = []
@@ -203,6 +221,15 @@ class PolicyEngine:
             return
         modifications.append(Modification("negative_prompts", list(request.negative_prompts), updated, rule.id))
         fired.append(_fire(rule, "appended required negative terms"))
+
+
+def _terms(entries: list[str | TermSpec], mode: str, unless: tuple[str, ...], index: int) -> list[Term[int]]:
+    """A rule's terms for the matcher: a term is inflected unless it, its list or its rule is exact."""
+    found = []
+    for entry in entries:
+        text, own = (entry.term, entry.match) if isinstance(entry, TermSpec) else (entry, "inflected")
+        found.append(Term(text, index, inflect="exact" not in (mode, own), unless=unless))
+    return found
 
 
 def _fire(rule: Rule, detail: str) -> FiredRule:

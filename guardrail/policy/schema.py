@@ -61,12 +61,37 @@ class Scope(_Strict):
         return not set(roles) & set(self.except_roles)
 
 
+MatchMode = Literal["inflected", "exact"]
+
+
+class TermSpec(_Strict):
+    """A term with its own matching: `{term: ass, match: exact}`."""
+
+    term: str = Field(min_length=1)
+    match: MatchMode = "inflected"
+
+
+class TermList(_Strict):
+    """A named list of terms, with the exceptions and matching that hold wherever it is used."""
+
+    terms: list[str | TermSpec]
+    unless: list[str] = []
+    """Phrases in which a match of these terms does not fire (normalised like the terms)."""
+    match: MatchMode = "inflected"
+
+
 class TextCondition(_Strict):
     """Terms (whole words, after normalisation) and regexes matched against prompt text."""
 
-    terms: list[str] = []
+    terms: list[str | TermSpec] = []
     term_lists: list[str] = []
     """Names of entries in the policy's `term_lists`."""
+    match: MatchMode = "inflected"
+    """inflected: a term also matches its regular plural (-s, -es, -ies) and -ing/-ings forms;
+    exact: only as written. Irregular forms are the author's to list."""
+    unless: list[str] = []
+    """Phrases in which a term match does not fire ('gore-tex', 'al gore' for 'gore'); the suppressed
+    match is shown by `policy explain` and can be asserted by policy tests."""
     regex: list[Regex] = []
     fields: list[TextField] = ["prompt"]
 
@@ -228,7 +253,7 @@ class Policy(_Strict):
     privacy: Privacy = Privacy()
     provenance: ProvenancePolicy = ProvenancePolicy()
     screening: ScreeningPolicy = ScreeningPolicy()
-    term_lists: dict[str, list[str]] = {}
+    term_lists: dict[str, list[str | TermSpec] | TermList] = {}
     rules: list[Rule] = []
     quotas: list[Quota] = []
 
