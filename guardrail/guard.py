@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,11 @@ class Guard:
             checkpoint_interval_s=audit.checkpoint_interval_s,
         )
         anchors = _trust_anchors(config)
-        self.checks = Checks(self.reference_sets, self.embedder, QuotaLedger(self.store.crash_safe_engine), anchors)
+        self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="guardrail")
+        """Runs the images of a call concurrently (screening, signing), shared by every call."""
+        each = self._workers.map
+        ledger = QuotaLedger(self.store.crash_safe_engine)
+        self.checks = Checks(self.reference_sets, self.embedder, ledger, anchors, each)
         self.pipeline = CallPipeline(
             stages=[
                 ReadCall(self._privacy, new_id),
@@ -139,7 +145,7 @@ class Guard:
                 Generate(),
                 HashOutputs(),
                 ScreenOutputs(self.shadow),
-                Sign(self.signer),
+                Sign(self.signer, each),
             ],
             finish=[AuditOutcome(self.store, self.shadow), Attach(config.on_deny)],
         )
@@ -219,6 +225,7 @@ class Guard:
         return list_calls(self.store.engine, limit=limit, user=user)
 
     def close(self) -> None:
+        self._workers.shutdown(wait=True)
         self.store.close()
 
     def __enter__(self) -> Guard:

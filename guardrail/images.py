@@ -158,13 +158,31 @@ def to_pil(image: Any) -> Any:
 
 
 def encode(image: Any, fmt: str, *, quality: int = 95) -> bytes:
-    """Encode an image as PNG, JPEG or WebP bytes (nothing else is written)."""
+    """Encode an image as PNG, JPEG or WebP bytes (nothing else is written). PNG goes through fpng when
+    it is installed (lossless, about 10x faster than Pillow's fastest level, a few % larger)."""
     import io
 
     pil = to_pil(image)
-    buffer = io.BytesIO()
     if fmt == "PNG":
-        pil.save(buffer, "PNG", compress_level=1)
-    else:
-        pil.convert("RGB").save(buffer, fmt, quality=quality)
+        return encode_png(pil)
+    buffer = io.BytesIO()
+    pil.convert("RGB").save(buffer, fmt, quality=quality)
+    return buffer.getvalue()
+
+
+def encode_png(image: Any, *, fast: bool = True) -> bytes:
+    """Lossless PNG bytes of a PIL image: fpng for 8-bit RGB and RGBA (when `fast` and installed), else
+    Pillow at compression level 1. fpng is young: any failure falls back to Pillow."""
+    import io
+
+    if fast and image.mode in ("RGB", "RGBA"):
+        try:
+            import fpng
+            import numpy as np
+
+            return bytes(fpng.from_ndarray(np.ascontiguousarray(np.asarray(image))))
+        except Exception:  # not installed, or it refused this image: Pillow encodes it
+            pass
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()

@@ -6,7 +6,7 @@ the active policy is compared like with like, and a quota is never charged twice
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,8 @@ class Checks:
     quotas: QuotaCounter | None = None
     trust_anchors: str | None = None
     """PEM of the roots input images' C2PA manifests are validated against."""
+    each: Callable[..., Iterable[Any]] = map
+    """How per-image work is mapped: the Guard's worker pool runs the images of a call concurrently."""
     concepts: ConceptScreen | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -74,7 +76,8 @@ class Evidence:
         from guardrail.screening.screen import screen
 
         def run() -> list[list[Match]]:
-            return screen(list(images), dict(sets), dict(self.checks.reference_sets), self.checks.embedder)
+            refsets = dict(self.checks.reference_sets)
+            return screen(list(images), dict(sets), refsets, self.checks.embedder, each=self.checks.each)
 
         return self._once(("screen", role, dict(sets)), run)  # type: ignore[no-any-return]
 

@@ -4,6 +4,9 @@ failure is recorded and the images are returned unsigned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from guardrail.errors import SigningError
 from guardrail.pipeline.state import CallState
 from guardrail.provenance.signing import ImageSigner, sign_call
@@ -12,8 +15,9 @@ from guardrail.provenance.signing import ImageSigner, sign_call
 class Sign:
     name = "sign"
 
-    def __init__(self, signer: ImageSigner | None) -> None:
+    def __init__(self, signer: ImageSigner | None, each: Callable[..., Iterable[Any]] = map) -> None:
         self.signer = signer
+        self.each = each
 
     def __call__(self, state: CallState) -> CallState:
         if self.signer is None:

@@ -11,7 +11,7 @@ import hashlib
 import io
 import stat
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,9 +131,12 @@ def sign_call(
     ctx: CallContext,
     decision: Decision,
     screening: dict[str, Any] | None = None,
+    *,
+    each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
     """Sign every image of one call with the call's manifest (with the screening summary, when the
-    call was screened) and ingredients. Raises SigningError."""
+    call was screened) and ingredients; `each` maps the images (an executor's map signs them
+    concurrently: one Signer and Context serve all threads). Raises SigningError."""
     from guardrail.provenance.manifest import build_manifest, ingredients
 
     manifest = build_manifest(
@@ -146,4 +149,4 @@ def sign_call(
         screening=screening,
     )
     parts = ingredients(ctx.request)
-    return [signer.sign(image, manifest, parts) for image in images]
+    return list(each(lambda image: signer.sign(image, manifest, parts), images))

@@ -13,6 +13,7 @@ Tiers, cheapest first; a reference is reported once, by the first tier that matc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -158,16 +159,24 @@ def screen(
     sets: dict[str, Any],
     refsets: dict[str, ReferenceSet],
     embedder: ImageEmbedder | None = None,
+    *,
+    each: Callable[..., Iterable[Any]] = map,
 ) -> list[list[Match]]:
     """Matches of each image against every set the policy screens with (`sets`: name -> ScreeningSet).
-    With an embedder, images are embedded once, in batches, for the sets that hold embeddings."""
+    With an embedder, images are embedded once, in batches, for the sets that hold embeddings.
+    `each` maps the per-image work (an executor's map runs images concurrently: hashing, faiss and
+    OpenCV release the GIL)."""
     embeddings: list[np.ndarray | None] = [None] * len(images)
     with_vectors = [refsets[name] for name in sets if refsets[name].embeddings is not None]
     if embedder is not None and with_vectors:
         check_embeddings({refset.name: refset for refset in with_vectors}, embedder)
         embeddings = list(embedder.embed_images(images))
     queries = [Query(image, vector) for image, vector in zip(images, embeddings, strict=True)]
-    return [[m for name, rule in sets.items() for m in match(query, refsets[name], rule)] for query in queries]
+
+    def one(query: Query) -> list[Match]:
+        return [m for name, rule in sets.items() for m in match(query, refsets[name], rule)]
+
+    return list(each(one, queries)) if len(queries) > 1 else [one(q) for q in queries]
 
 
 def prepare_indexes(refset: ReferenceSet) -> None:

@@ -236,3 +236,32 @@ def test_open_image_limits_size_before_decoding(tmp_path) -> None:
     with pytest.raises(ImageTooLarge, match="byte limit"):
         guardrail.open_image(big, max_bytes=100)
     assert guardrail.open_image(big).size == (3000, 3000)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_png_encoding_is_lossless_with_fpng_and_with_the_pillow_fallback(mode: str) -> None:
+    import numpy as np
+
+    from guardrail.images import encode_png
+
+    image = sample_image(96).convert("RGB")
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize(image.size))
+    elif mode != "RGB":
+        image = image.convert("L").convert(mode)
+    fast, plain = encode_png(image), encode_png(image, fast=False)
+    for data in (fast, plain):
+        back = Image.open(io.BytesIO(data))
+        assert back.format == "PNG" and back.mode == image.mode
+        assert np.array_equal(np.asarray(back), np.asarray(image))
+    if mode in ("RGB", "RGBA"):
+        assert fast != plain  # fpng wrote it (its own deflate), not Pillow
+
+
+def test_the_images_of_a_call_are_signed_concurrently_in_order(signing_guard) -> None:
+    images = [sample_image(64, seed=i) for i in range(6)]
+    out = signing_guard.wrap(lambda prompt, negative_prompt="": images)("a fox", negative_prompt=NEGATIVE)
+    assert len(out.governance.signed) == 6
+    for image, signed in zip(images, out.governance.signed, strict=True):
+        back = Image.open(io.BytesIO(signed.data)).convert("RGB")
+        assert back.tobytes() == image.convert("RGB").tobytes()  # each signature is over its own image
