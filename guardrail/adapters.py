@@ -132,7 +132,8 @@ class CallAdapter:
         return (starts[0].width, starts[0].height) if starts else (None, None)
 
     def model_identity(self, *, hash_weights: bool = False) -> ModelIdentity:
-        name = self.model_name or getattr(self.target, "__qualname__", None) or type(self.target).__name__
+        # the callable's own name: the model's name (a path, perhaps) is name_or_path's
+        name = getattr(self.target, "__qualname__", None) or type(self.target).__qualname__
         module = getattr(self.target, "__module__", None) or type(self.target).__module__
         return ModelIdentity(pipeline_class=f"{module}.{name}", name_or_path=self.model_name)
 

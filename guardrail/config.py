@@ -25,6 +25,13 @@ class PrivacyConfig(_Strict):
     """Hex key for prompt HMACs; GUARDRAIL_HMAC_KEY is used when this is not set."""
 
 
+class SystemConfig(_Strict):
+    """The generative AI system, as latent disclosures name it (California SB 942)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(default="", max_length=100)
+
+
 class ProvenanceConfig(_Strict):
     """The C2PA signer: a certificate chain (PEM, signer first) and its private key (PKCS#8 PEM)."""
 
@@ -38,6 +45,12 @@ class ProvenanceConfig(_Strict):
     """A small JPEG thumbnail in the manifest (off: it costs time and bytes)."""
     trust_anchors: str | None = None
     """PEM of the roots `guardrail verify` trusts by default."""
+    provider: str | None = Field(default=None, min_length=1, max_length=200)
+    """Who provides the generator (SB 942's provider name), in every manifest's disclosure."""
+    system: SystemConfig | None = None
+    """The generative system's name and version, in every manifest's disclosure and software agent."""
+    training_mining: Literal["allowed", "notAllowed", "constrained"] | None = None
+    """A CAWG training-and-data-mining assertion in every manifest: may the images be used to train AI?"""
 
 
 class AuditConfig(_Strict):

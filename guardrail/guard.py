@@ -36,6 +36,7 @@ from guardrail.policy.load import load_policy
 from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
 from guardrail.privacy import HmacKey, PromptPrivacy
+from guardrail.provenance.manifest import Disclosure
 from guardrail.provenance.signing import ImageSigner
 from guardrail.request import GenerationRequest
 from guardrail.screening.embeddings import ImageEmbedder, embedder_from_config
@@ -265,6 +266,12 @@ def _signer_from(config: GuardConfig) -> ImageSigner | None:
         jpeg_quality=p.jpeg_quality,
         thumbnail=p.thumbnail,
         trust_anchors=_trust_anchors(config),
+        disclosure=Disclosure(
+            provider=p.provider,
+            system_name=p.system.name if p.system else None,
+            system_version=p.system.version if p.system else None,
+            training_mining=p.training_mining,
+        ),
     )
 
 

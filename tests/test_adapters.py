@@ -136,3 +136,17 @@ def test_quantization_config_is_part_of_the_model_identity(tmp_path) -> None:
         "unet": {"quant_method": "quanto", "weights_dtype": "int8", "modules_to_not_convert": None}
     }
     assert identity.name_or_path == str(tmp_path)
+
+
+def test_a_callables_model_name_is_its_model_not_its_class() -> None:
+    from guardrail.adapters import adapter_for
+
+    def make_images(prompt: str) -> list:
+        return []
+
+    identity = adapter_for(make_images, model="/srv/models/private-gan").model_identity()
+    assert (
+        identity.pipeline_class
+        == f"{__name__}.test_a_callables_model_name_is_its_model_not_its_class.<locals>.make_images"
+    )
+    assert identity.name_or_path == "/srv/models/private-gan"

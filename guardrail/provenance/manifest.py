@@ -15,6 +15,9 @@ ingredient provenance.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from guardrail import __version__
@@ -27,6 +30,23 @@ IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED = IPTC + "trainedAlgorithmicMedia"
 COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"
 GOVERNANCE_LABEL = "org.guardrail.governance"
+DISCLOSURE_LABEL = "org.guardrail.disclosure"
+TRAINING_MINING_LABEL = "cawg.training-mining"
+AI_DESCRIPTION = "AI-generated image"
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """What every manifest discloses about who and what generated the image (SB 942: provider, system
+    name and version, time of creation, a unique identifier; the EU AI Act's machine-readable mark)."""
+
+    provider: str | None = None
+    system_name: str | None = None
+    system_version: str | None = None
+    training_mining: str | None = None
+    """allowed | notAllowed | constrained: a CAWG training-and-data-mining assertion, when set."""
+
+
 _PARENT_ROLES = ("image",)
 
 
@@ -39,12 +59,19 @@ def build_manifest(
     policy_version: str,
     privacy: PromptPrivacy,
     screening: dict[str, Any] | None = None,
+    disclosure: Disclosure = Disclosure(),
+    created: datetime | None = None,
 ) -> dict[str, Any]:
-    """The manifest definition shared by every image of one call."""
+    """The manifest definition shared by every image of one call (image_manifest adds each image's id)."""
     model = request.model
-    # The software agent of a generative action is the model: its name, pipeline and adapters.
+    when = (created or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    # The software agent of a generative action is the system that generated it: the configured system,
+    # else the pipeline and the model's name (never its local path: a manifest leaves the machine).
     adapters = f" + {', '.join(model.adapters)}" if model.adapters else ""
-    agent = {"name": f"{model.name_or_path or 'unnamed model'} ({model.pipeline_class}){adapters}"}
+    agent = {
+        "name": disclosure.system_name or f"{_model_name(model.name_or_path)} ({model.pipeline_class}){adapters}",
+        "version": disclosure.system_version or __version__,
+    }
     inpainting = any(i.role == "mask_image" for i in request.input_images)
     labels = _labels(request)
     parents = [label for label, item in labels if item.role in _PARENT_ROLES]
@@ -57,6 +84,7 @@ def build_manifest(
         ]
     else:
         actions = [{"action": "c2pa.created", "digitalSourceType": TRAINED, "softwareAgent": agent}]
+    actions[-1].update(when=when, description=AI_DESCRIPTION)
     if inputs["ingredientIds"]:
         actions[-1]["parameters"] = inputs
     governance = {
@@ -70,6 +98,17 @@ def build_manifest(
     }
     if screening is not None:
         governance["screening"] = screening
+    statement = {
+        "ai_generated": True,
+        "provider": disclosure.provider,
+        "system": {"name": agent["name"], "version": agent["version"]},
+        "created": when,
+    }
+    extra = [{"label": DISCLOSURE_LABEL, "data": statement, "created": True}]
+    if disclosure.training_mining is not None:
+        use = {"use": disclosure.training_mining}
+        keys = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.ai_inference", "cawg.data_mining")
+        extra.append({"label": TRAINING_MINING_LABEL, "data": {"entries": dict.fromkeys(keys, use)}, "created": True})
     return {
         "claim_generator_info": [{"name": "guardrail", "version": __version__}],
         "title": f"guardrail-{audit_id}",
@@ -78,8 +117,28 @@ def build_manifest(
         "assertions": [
             {"label": "c2pa.actions.v2", "data": {"actions": actions}, "created": True},
             {"label": GOVERNANCE_LABEL, "data": governance, "created": True},
+            *extra,
         ],
     }
+
+
+def image_manifest(manifest: dict[str, Any], audit_id: str, index: int) -> dict[str, Any]:
+    """The call's manifest for image `index`: its disclosure carries the image's unique identifier."""
+    assertions = []
+    for assertion in manifest["assertions"]:
+        if assertion["label"] == DISCLOSURE_LABEL:
+            assertion = {**assertion, "data": {**assertion["data"], "id": f"urn:guardrail:{audit_id}:{index}"}}
+        assertions.append(assertion)
+    return {**manifest, "assertions": assertions}
+
+
+def _model_name(name_or_path: str | None) -> str:
+    """A model's name as a manifest may show it: a hub id as it is, a local path by its last part."""
+    if not name_or_path:
+        return "unnamed model"
+    path = Path(name_or_path)
+    local = path.is_absolute() or name_or_path.startswith((".", "~")) or "\\" in name_or_path or path.exists()
+    return path.name if local else name_or_path
 
 
 def ingredients(request: GenerationRequest) -> list[tuple[dict[str, Any], bytes, str]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import ConfigError, SigningError
 from guardrail.images import MIME, encode
+from guardrail.provenance.manifest import Disclosure
 from guardrail.request import CallContext, SignedImage
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class ImageSigner:
         jpeg_quality: int = 95,
         thumbnail: bool = False,
         trust_anchors: str | None = None,
+        disclosure: Disclosure | None = None,
     ) -> None:
         """`trust_anchors`: PEM of the roots the manifests of input images (ingredients) are validated
         against, so that a parent signed by a trusted CA is recorded as trusted."""
@@ -57,6 +59,8 @@ class ImageSigner:
         if (private_key is None) == (sign_callback is None):
             raise ConfigError("give exactly one of a private key and a signing callable")
         self.algorithm = algorithm
+        self.disclosure = disclosure or Disclosure()
+        """What every manifest this signer makes discloses (provider, system, training and mining)."""
         self.format = FORMATS[output_format]
         self.mime = MIME[self.format]
         self.jpeg_quality = jpeg_quality
@@ -137,7 +141,7 @@ def sign_call(
     """Sign every image of one call with the call's manifest (with the screening summary, when the
     call was screened) and ingredients; `each` maps the images (an executor's map signs them
     concurrently: one Signer and Context serve all threads). Raises SigningError."""
-    from guardrail.provenance.manifest import build_manifest, ingredients
+    from guardrail.provenance.manifest import build_manifest, image_manifest, ingredients
 
     manifest = build_manifest(
         ctx.request,
@@ -147,6 +151,12 @@ def sign_call(
         policy_version=ctx.policy_version,
         privacy=ctx.privacy,
         screening=screening,
+        disclosure=signer.disclosure,
     )
     parts = ingredients(ctx.request)
-    return list(each(lambda image: signer.sign(image, manifest, parts), images))
+
+    def one(item: tuple[int, Any]) -> SignedImage:
+        index, image = item
+        return signer.sign(image, image_manifest(manifest, ctx.call_id, index), parts)
+
+    return list(each(one, enumerate(images)))

@@ -130,3 +130,56 @@ def test_input_manifests_are_validated_with_the_anchors_and_decided_by_policy(
     fired = "provenance.input-invalid" in decision.rule_ids
     assert fired is (invalid != "allow") and decision.flagged is (invalid == "flag")
     assert ("provenance.input-invalid" in outcome["rules"]) is (invalid != "allow")
+
+
+def test_the_manifest_discloses_provider_system_time_and_a_unique_id(dev_ca, sqlite_url: str) -> None:
+    """SB 942's latent disclosure, the AI description on the action, a software agent that is never a
+    local path, and the CAWG training-and-data-mining assertion, from guardrail.yaml's provenance."""
+    import io
+
+    provenance = {
+        "certificate_chain": str(dev_ca.chain),
+        "private_key": str(dev_ca.key),
+        "provider": "Example Studio Ltd",
+        "system": {"name": "Example Imagine", "version": "2.1"},
+        "training_mining": "notAllowed",
+    }
+    policy = guardrail.parse_policy("name: p\nprivacy: {prompts: redacted}\n")
+    with guardrail.Guard(policy=policy, database=sqlite_url, provenance=provenance) as guard:
+        out = guard.wrap(lambda prompt: [sample_image(64), sample_image(64, seed=1)], model="/srv/models/secret-sd")(
+            "a fox"
+        )
+    ids = []
+    for signed in out.governance.signed:
+        with c2pa.Reader("image/png", io.BytesIO(signed.data)) as reader:
+            manifest = reader.get_active_manifest()
+        assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
+        disclosure = assertions["org.guardrail.disclosure"]
+        assert disclosure["provider"] == "Example Studio Ltd" and disclosure["ai_generated"] is True
+        assert disclosure["system"] == {"name": "Example Imagine", "version": "2.1"}
+        assert disclosure["created"].endswith("+00:00")
+        ids.append(disclosure["id"])
+        [action] = assertions["c2pa.actions.v2"]["actions"]
+        assert action["description"] == "AI-generated image" and action["when"] == disclosure["created"]
+        assert action["softwareAgent"] == {"name": "Example Imagine", "version": "2.1"}
+        entries = assertions["cawg.training-mining"]["entries"]
+        assert entries["cawg.ai_training"] == {"use": "notAllowed"}
+        assert "/srv/models" not in json.dumps(action)
+    assert ids == [f"urn:guardrail:{out.governance.audit_id}:{i}" for i in range(2)]
+
+
+def test_without_a_configured_system_the_agent_names_the_pipeline_not_a_local_path(signing_guard, tmp_path) -> None:
+    import io
+
+    local = tmp_path / "models" / "my-sd"
+    local.mkdir(parents=True)
+    out = signing_guard.wrap(lambda prompt, negative_prompt="": [sample_image(64)], model=str(local))(
+        "a fox", negative_prompt=NEGATIVE
+    )
+    with c2pa.Reader("image/png", io.BytesIO(out.governance.signed[0].data)) as reader:
+        manifest = reader.get_active_manifest()
+    [action] = next(a for a in manifest["assertions"] if a["label"] == "c2pa.actions.v2")["data"]["actions"]
+    assert (
+        action["softwareAgent"]["name"].startswith("my-sd (") and str(tmp_path) not in action["softwareAgent"]["name"]
+    )
+    assert action["softwareAgent"]["version"] == guardrail.__version__
