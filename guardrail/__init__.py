@@ -22,6 +22,7 @@ _EXPORTS = {
     "CallSummary": "guardrail.audit.query",
     "ConfigError": "guardrail.errors",
     "DatabaseUnavailable": "guardrail.errors",
+    "FingerprintRegistry": "guardrail.marking.trace",
     "Decision": "guardrail.policy.decision",
     "FiredRule": "guardrail.policy.decision",
     "GenerationRequest": "guardrail.request",
@@ -50,6 +51,7 @@ _EXPORTS = {
     "ReferenceSetError": "guardrail.errors",
     "SignedImage": "guardrail.request",
     "SigningError": "guardrail.errors",
+    "Trace": "guardrail.marking.trace",
     "Verification": "guardrail.provenance.verify",
     "VerificationReport": "guardrail.audit.verify",
     "create_dev_ca": "guardrail.provenance.devca",
@@ -59,6 +61,7 @@ _EXPORTS = {
     "open_image": "guardrail.images",
     "parse_policy": "guardrail.policy.load",
     "query_calls": "guardrail.audit.query",
+    "trace_bytes": "guardrail.marking.trace",
     "verify_bytes": "guardrail.provenance.verify",
     "verify_log": "guardrail.audit.verify",
 }
@@ -100,6 +103,7 @@ if TYPE_CHECKING:
     )
     from guardrail.guard import Guard, GuardedPipeline
     from guardrail.images import open_image
+    from guardrail.marking.trace import FingerprintRegistry, Trace, trace_bytes
     from guardrail.policy.decision import Decision, FiredRule, Modification
     from guardrail.policy.engine import PolicyEngine
     from guardrail.policy.load import load_policy, parse_policy

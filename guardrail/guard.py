@@ -27,7 +27,7 @@ from guardrail.pipeline.audit import AuditOutcome, AuditRequest
 from guardrail.pipeline.decide import Decide
 from guardrail.pipeline.generate import ApplyDecision, Generate
 from guardrail.pipeline.inputs import CheckInputs
-from guardrail.pipeline.outputs import HashOutputs, ScreenOutputs
+from guardrail.pipeline.outputs import FingerprintOutputs, HashOutputs, ScreenOutputs
 from guardrail.pipeline.read import ReadCall
 from guardrail.pipeline.sign import Sign
 from guardrail.policy.decision import Decision
@@ -145,6 +145,7 @@ class Guard:
                 ApplyDecision(),
                 Generate(),
                 HashOutputs(),
+                FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),
                 Sign(self.signer, each),
             ],

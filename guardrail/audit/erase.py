@@ -25,10 +25,12 @@ def erase(
     reason: str = "",
 ) -> int:
     """Erase the personal data of a user's events, of one call, or of everything older than N days
-    (retention). Returns how many events were erased. Writes the database."""
+    (retention). Returns how many events were erased. The fingerprint registry is not personal data:
+    an erasure keeps it, retention deletes it with the calls. Writes the database."""
     import sqlalchemy as sa
 
     from guardrail.audit.tables import audit_events as ev
+    from guardrail.audit.tables import output_fingerprints
 
     if sum(x is not None for x in (user, call_id, older_than_days)) != 1:
         raise InputError("give exactly one of user, call_id and older_than_days")
@@ -41,11 +43,14 @@ def erase(
         condition &= ev.c.call_id == call_id
     else:
         assert older_than_days is not None
-        condition &= ev.c.created_at < datetime.now(timezone.utc) - timedelta(days=older_than_days)
+        cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
+        condition &= ev.c.created_at < cutoff
     now = datetime.now(timezone.utc)
     with store.engine.begin() as connection:
         calls = sorted({row[0] for row in connection.execute(sa.select(ev.c.call_id).where(condition))})
         erased = connection.execute(ev.update().where(condition).values(**ERASED, erased_at=now)).rowcount
+        if older_than_days is not None:
+            connection.execute(output_fingerprints.delete().where(output_fingerprints.c.created_at < cutoff))
     if erased:
         what = "user" if user is not None else "call" if call_id is not None else f"older than {older_than_days} days"
         store.write(_erasure_event(what, calls, erased, reason))

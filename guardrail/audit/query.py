@@ -330,3 +330,72 @@ def audit_record(engine: Engine, verification: Any) -> dict[str, Any]:
         "logged_at": str(outcome["created_at"]),
         "hash_matches": verification.sha256 in logged,
     }
+
+
+def as_signed(value: int) -> int:
+    """A 64-bit hash as the registry stores it (BIGINT is signed)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def fingerprint_hashes(engine: Engine, after_id: int = 0) -> tuple[Any, Any]:
+    """The fingerprint registry's rows with an id above `after_id`, as two arrays: row ids (int64) and
+    the four hashes of each row (uint64, n x 4, in guardrail.screening.hashes.COLUMNS order), read
+    straight from the driver (Row objects cost ten times as much). Reads only."""
+    import numpy as np
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import output_fingerprints as fp
+
+    query = sa.select(fp.c.id, fp.c.hash0, fp.c.hash1, fp.c.hash2, fp.c.hash3).where(fp.c.id > after_id)
+    sql = str(query.order_by(fp.c.id).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        driver: Any = connection.connection.driver_connection
+        cursor = driver.cursor()  # plain tuples
+        try:
+            cursor.execute(sql)
+            table = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 5)
+        finally:
+            cursor.close()
+    return table[:, 0].copy(), np.ascontiguousarray(table[:, 1:]).view(np.uint64)
+
+
+def fingerprint_count(engine: Engine) -> int:
+    """How many rows the fingerprint registry holds. Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import output_fingerprints as fp
+
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(fp)).scalar_one())
+
+
+def fingerprint_owners(engine: Engine, ids: list[int]) -> dict[int, tuple[str, int]]:
+    """Registry row id -> (call id, image index), for the rows asked for. Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import output_fingerprints as fp
+
+    if not ids:
+        return {}
+    query = sa.select(fp.c.id, fp.c.call_id, fp.c.image_index).where(fp.c.id.in_(ids))
+    with engine.connect() as connection:
+        return {int(r[0]): (str(r[1]), int(r[2])) for r in connection.execute(query)}
+
+
+def call_summary(engine: Engine, call_id: str) -> dict[str, Any]:
+    """One call as `audit show` heads it: id, time, user, status, decision, rules, model, policy. Reads only."""
+    events = call_events(engine, call_id)
+    if not events:
+        return {"call_id": call_id, "found": False}
+    request, outcome = events[0], next((e for e in events if e["kind"] == "outcome"), None)
+    return {
+        "call_id": request["call_id"],
+        "found": True,
+        "started_at": str(request["created_at"]),
+        "user": request["user_id"],
+        "status": outcome["status"] if outcome else request["status"],
+        "decision": outcome["decision"] if outcome else None,
+        "rules": list(outcome["rules"] or []) if outcome else [],
+        "model": request["model_name"],
+        "policy": f"{request['policy_name']} {request['policy_version'][:12]}",
+    }

@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -204,9 +205,10 @@ class AuditStore:
                 except Exception as exc:  # the next write or close() tries again; say so
                     log.error("timed audit checkpoint not written: %s", _reason(exc))
 
-    def write(self, event: AuditEvent) -> None:
-        """Insert one event (see the module doc for durability). Retries transient failures,
-        then raises AuditWriteError. Writes the database."""
+    def write(self, event: AuditEvent, fingerprints: Sequence[dict[str, Any]] = ()) -> None:
+        """Insert one event, and the fingerprint registry's rows of its outputs in the same transaction
+        (see the module doc for durability). Retries transient failures, then raises AuditWriteError.
+        Writes the database."""
         row = event.row()
         crash_safe = event.kind == "request" and self._durability == "outcome"
         last: Exception | None = None
@@ -215,13 +217,15 @@ class AuditStore:
                 time.sleep(delay)
             try:
                 if self._insert.fast:
-                    self._insert.append_sqlite(self.engine, row, "NORMAL" if crash_safe else "FULL")
+                    self._insert.append_sqlite(self.engine, row, "NORMAL" if crash_safe else "FULL", fingerprints)
                 else:
                     with self.engine.begin() as connection:
                         if crash_safe:
                             relax_commit(connection)
                         seq, prev = self._insert.head(connection)
                         self._insert(connection, link(row, seq + 1, prev))
+                        if fingerprints:
+                            connection.execute(self._insert.fingerprints.insert(), list(fingerprints))
                 self._check_file(event.event_id)
                 self._after_write()
                 return
@@ -293,7 +297,10 @@ class _Insert:
     def __init__(self, table: Any, engine: Engine) -> None:
         import sqlalchemy as sa
 
+        from guardrail.audit.tables import output_fingerprints
+
         self.table = table
+        self.fingerprints = output_fingerprints
         self.fast = engine.dialect.name == "sqlite"
         self.head_query = sa.select(table.c.chain_seq, table.c.entry_hash).order_by(table.c.chain_seq.desc()).limit(1)
         self.lock = sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_ID))
@@ -305,6 +312,13 @@ class _Insert:
             self.sql = str(compiled)
             self.keys = list(compiled.positiontup or [])
             self.processors = [(k, table.c[k].type.bind_processor(dialect)) for k in self.keys]
+            registry = [c for c in output_fingerprints.columns if c.name != "id"]
+            compiled = output_fingerprints.insert().values({c.name: sa.bindparam(c.name) for c in registry})
+            compiled = compiled.compile(dialect=dialect)
+            self.fingerprint_sql = str(compiled)
+            self.fingerprint_processors = [
+                (k, output_fingerprints.c[k].type.bind_processor(dialect)) for k in compiled.positiontup or []
+            ]
 
     def head(self, connection: Any) -> tuple[int, str]:
         """The chain's last (chain_seq, entry_hash), inside the writing transaction, which holds the
@@ -316,9 +330,12 @@ class _Insert:
             found = connection.execute(self.head_query).first()
         return (int(found[0]), str(found[1])) if found else (0, GENESIS)
 
-    def append_sqlite(self, engine: Engine, row: dict[str, Any], synchronous: str) -> None:
-        """Append one event on SQLite: a pooled connection, and the SQLAlchemy-compiled statements
-        run on its driver directly (the Connection layer costs as much as the insert itself)."""
+    def append_sqlite(
+        self, engine: Engine, row: dict[str, Any], synchronous: str, fingerprints: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Append one event (and its outputs' fingerprints) on SQLite: a pooled connection, and the
+        SQLAlchemy-compiled statements run on its driver directly (the Connection layer costs as much
+        as the insert itself)."""
         connection = engine.raw_connection()
         try:
             cursor = connection.cursor()
@@ -329,6 +346,12 @@ class _Insert:
                 seq, prev = (int(found[0]), str(found[1])) if found else (0, GENESIS)
                 linked = link(row, seq + 1, prev)
                 cursor.execute(self.sql, tuple(p(linked.get(k)) if p else linked.get(k) for k, p in self.processors))
+                if fingerprints:
+                    processors = self.fingerprint_processors
+                    cursor.executemany(
+                        self.fingerprint_sql,
+                        [tuple(p(f.get(k)) if p else f.get(k) for k, p in processors) for f in fingerprints],
+                    )
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")

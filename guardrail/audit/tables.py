@@ -84,3 +84,23 @@ quota_usage = Table(
     Column("window_start", BigInteger, primary_key=True),  # epoch seconds, UTC
     Column("used", Integer, nullable=False),
 )
+
+output_fingerprints = Table(
+    "output_fingerprints",
+    metadata,
+    Column("id", _Seq, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), nullable=False, index=True),
+    Column("image_index", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("algorithm", String(40), nullable=False),  # the screening fingerprint's name and version
+    # the fingerprint's four 64-bit hashes (guardrail.screening.hashes.COLUMNS), stored as signed int64
+    Column("hash0", BigInteger, nullable=False),
+    Column("hash1", BigInteger, nullable=False),
+    Column("hash2", BigInteger, nullable=False),
+    Column("hash3", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),  # of the pixels
+    Column("signed_sha256", String(64)),  # of the signed file, when the call was signed
+)
+"""The fingerprint registry: every returned image's perceptual fingerprint, written with its call's
+outcome, so that a copy whose manifest was stripped still leads back to the call (guardrail trace).
+Not personal data: erasure keeps it; retention purges it with the call."""

@@ -21,6 +21,14 @@ DatabaseOption = Annotated[
 ]
 
 
+TrustAnchorsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trust-anchors", "-t", help="PEM of trusted roots (default: the config's provenance.trust_anchors)."
+    ),
+]
+
+
 def resolve_database(config: Path, database: str | None) -> str:
     """The database URL: --database if given, else the one in the config file."""
     from guardrail.audit.store import database_url
@@ -34,6 +42,22 @@ def resolve_database(config: Path, database: str | None) -> str:
         )
     settings = load_config(config)
     return database_url(settings.database, settings.base_dir)
+
+
+def trust_anchors(option: Path | None, config: Path | None) -> str | None:
+    """The PEM of trusted roots: --trust-anchors, else guardrail.yaml's provenance.trust_anchors, else none."""
+    path = option
+    if path is None and config is not None and config.exists():
+        from guardrail.config import load_config
+
+        settings = load_config(config)
+        if settings.provenance is not None and settings.provenance.trust_anchors:
+            path = settings.path(settings.provenance.trust_anchors)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} not found", param_hint="--trust-anchors")
+    return path.read_text(encoding="utf-8")
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:

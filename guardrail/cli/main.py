@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import typer
 
-from guardrail.cli import audit, db, init, policy, refs, verify
+from guardrail.cli import audit, db, init, policy, refs, trace, verify
 from guardrail.cli.output import errors
 from guardrail.errors import GuardrailError, PolicyViolation
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.command("init")(init.init)
 app.command("verify")(verify.verify)
+app.command("trace")(trace.trace)
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from guardrail.cli.common import TrustAnchorsOption
+from guardrail.cli.common import trust_anchors as read_trust_anchors
 from guardrail.cli.output import JsonOption, console, emit_one
 
 _COLOURS = {"Trusted": "green", "Valid": "yellow", "Invalid": "red", "NoManifest": "red"}
@@ -14,9 +16,7 @@ _COLOURS = {"Trusted": "green", "Valid": "yellow", "Invalid": "red", "NoManifest
 
 def verify(
     images: Annotated[list[Path], typer.Argument(help="Image files to verify.")],
-    trust_anchors: Annotated[
-        Path | None, typer.Option("--trust-anchors", "-t", help="PEM of trusted roots; then images must be Trusted.")
-    ] = None,
+    trust_anchors: TrustAnchorsOption = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", envvar="GUARDRAIL_CONFIG", help="guardrail.yaml: its database and anchors."),
@@ -46,18 +46,11 @@ def verify(
     from guardrail.provenance.manifest import governance_summary
     from guardrail.provenance.verify import verify_bytes
 
-    anchors_path = trust_anchors
     url = database_url(database) if database else None
     if config is not None:
         settings = load_config(config)
         url = url or database_url(settings.database, settings.base_dir)
-        if anchors_path is None and settings.provenance and settings.provenance.trust_anchors:
-            anchors_path = settings.path(settings.provenance.trust_anchors)
-    anchors = None
-    if anchors_path is not None:
-        if not anchors_path.is_file():
-            raise typer.BadParameter(f"{anchors_path} not found", param_hint="--trust-anchors")
-        anchors = anchors_path.read_text(encoding="utf-8")
+    anchors = read_trust_anchors(trust_anchors, config)
     store = AuditStore(url, migrate="check") if url else None
     all_ok = True
     try:

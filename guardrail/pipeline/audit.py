@@ -3,7 +3,11 @@ the call was made, even if the process dies), the outcome after everything else.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from guardrail.audit.events import outcome_event, request_event
+from guardrail.audit.query import as_signed
 from guardrail.audit.store import AuditStore
 from guardrail.pipeline.decide import shadow_notes
 from guardrail.pipeline.state import CallState
@@ -50,5 +54,28 @@ class AuditOutcome:
             error=state.error,
             notes=notes,
         )
-        self.store.write(event)
+        self.store.write(event, _registry_rows(state, event.created_at))
         return state
+
+
+def _registry_rows(state: CallState, created_at: datetime) -> list[dict[str, Any]]:
+    """The fingerprint registry's rows for the images a call returns (none for a denied or failed call)."""
+    from guardrail.screening.hashes import FINGERPRINT
+
+    if state.error is not None or state.denied or state.call is None:
+        return []
+    signed: list[str | None] = [item.sha256 for item in state.signed] or [None] * len(state.fingerprints)
+    return [
+        {
+            "call_id": state.call.call_id,
+            "image_index": index,
+            "created_at": created_at,
+            "algorithm": FINGERPRINT,
+            **{f"hash{i}": as_signed(value) for i, value in enumerate(hashes)},
+            "sha256": digest,
+            "signed_sha256": signed_sha256,
+        }
+        for index, (hashes, digest, signed_sha256) in enumerate(
+            zip(state.fingerprints, state.digests, signed, strict=False)
+        )
+    ]

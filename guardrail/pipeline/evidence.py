@@ -71,13 +71,17 @@ class Evidence:
             )
         return self._once(("concepts", list(rules)), lambda: concepts.fired(self.request.prompts, list(rules)))  # type: ignore[no-any-return]
 
-    def screen(self, role: str, images: Sequence[Any], sets: Mapping[str, Any]) -> list[list[Match]]:
-        """Each image's matches against the sets (name -> ScreeningSet); `role` is input or output."""
+    def screen(
+        self, role: str, images: Sequence[Any], sets: Mapping[str, Any], hashes: Sequence[Any] | None = None
+    ) -> list[list[Match]]:
+        """Each image's matches against the sets (name -> ScreeningSet); `role` is input or output;
+        `hashes`: the images' fingerprints, when already computed."""
         from guardrail.screening.screen import screen
 
         def run() -> list[list[Match]]:
             refsets = dict(self.checks.reference_sets)
-            return screen(list(images), dict(sets), refsets, self.checks.embedder, each=self.checks.each)
+            known = list(hashes) if hashes else None
+            return screen(list(images), dict(sets), refsets, self.checks.embedder, each=self.checks.each, hashes=known)
 
         return self._once(("screen", role, dict(sets)), run)  # type: ignore[no-any-return]
 

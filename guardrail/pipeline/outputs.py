@@ -3,6 +3,9 @@ A `block` match denies the call: every image of it is withheld."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from guardrail.images import image_sha256
 from guardrail.pipeline.state import CallState
 from guardrail.policy.engine import PolicyEngine
@@ -13,6 +16,21 @@ class HashOutputs:
 
     def __call__(self, state: CallState) -> CallState:
         return state.evolve(digests=tuple(image_sha256(image) for image in state.images))
+
+
+class FingerprintOutputs:
+    """Each image's perceptual fingerprint (the screening hashes): screening reuses it, and the audit
+    outcome writes it to the fingerprint registry, which `guardrail trace` searches."""
+
+    name = "fingerprint_outputs"
+
+    def __init__(self, each: Callable[..., Iterable[Any]] = map) -> None:
+        self.each = each
+
+    def __call__(self, state: CallState) -> CallState:
+        from guardrail.screening.hashes import fingerprint
+
+        return state.evolve(fingerprints=tuple(self.each(fingerprint, state.images)))
 
 
 class ScreenOutputs:
@@ -31,11 +49,11 @@ class ScreenOutputs:
         sets = state.engine.policy.screening.sets
         shadow = state.shadow
         if self.shadow is not None and shadow is not None and self.shadow.policy.screening.sets:
-            found = state.evidence.screen("output", state.images, self.shadow.policy.screening.sets)
+            found = state.evidence.screen("output", state.images, self.shadow.policy.screening.sets, state.fingerprints)
             shadow = apply_matches(shadow, found, "output")
         if not sets:
             return state.evolve(shadow=shadow)
-        matches = state.evidence.screen("output", state.images, sets)
+        matches = state.evidence.screen("output", state.images, sets, state.fingerprints)
         return state.evolve(
             decision=apply_matches(state.decision, matches, "output"),
             shadow=shadow,

@@ -48,6 +48,8 @@ class CallState:
     output: Any = None
     images: tuple[Any, ...] = ()
     digests: tuple[str, ...] = ()
+    fingerprints: tuple[tuple[int, int, int, int], ...] = ()
+    """Each image's perceptual fingerprint (guardrail.screening.hashes.COLUMNS)."""
     matches: tuple[tuple[Match, ...], ...] = ()
     signed: tuple[SignedImage, ...] = ()
     notes: Mapping[str, Any] = field(default_factory=dict)

@@ -78,8 +78,10 @@ class Match:
 class Query:
     """One image's features, each computed once and only when a tier asks for it."""
 
-    def __init__(self, image: Any, embedding: np.ndarray | None = None) -> None:
+    def __init__(self, image: Any, embedding: np.ndarray | None = None, hashes: tuple[int, ...] | None = None) -> None:
         self.image, self.embedding = image, embedding
+        if hashes is not None:
+            self.__dict__["hashes"] = tuple(hashes)  # computed already (the fingerprint registry's)
 
     @cached_property
     def hashes(self) -> tuple[int, int, int, int]:
@@ -161,6 +163,7 @@ def screen(
     embedder: ImageEmbedder | None = None,
     *,
     each: Callable[..., Iterable[Any]] = map,
+    hashes: list[Any] | None = None,
 ) -> list[list[Match]]:
     """Matches of each image against every set the policy screens with (`sets`: name -> ScreeningSet).
     With an embedder, images are embedded once, in batches, for the sets that hold embeddings.
@@ -171,7 +174,8 @@ def screen(
     if embedder is not None and with_vectors:
         check_embeddings({refset.name: refset for refset in with_vectors}, embedder)
         embeddings = list(embedder.embed_images(images))
-    queries = [Query(image, vector) for image, vector in zip(images, embeddings, strict=True)]
+    known = hashes or [None] * len(images)
+    queries = [Query(image, vector, h) for image, vector, h in zip(images, embeddings, known, strict=True)]
 
     def one(query: Query) -> list[Match]:
         return [m for name, rule in sets.items() for m in match(query, refsets[name], rule)]
