@@ -1,8 +1,8 @@
 """guardrail quickstart: wrap a diffusers pipeline, run an allowed, a modified and a denied call,
-then read the audit log. Runs offline: the pipeline is a tiny one with random weights (its images
-are noise), built on the spot; the audit log is an embedded SQLite database in .quickstart/; images
-are signed with C2PA manifests by a development certificate authority made on the spot (not for
-production use).
+trace a stripped copy of an image back to its call, then read the audit log. Runs offline: the
+pipeline is a tiny one with random weights (its images are noise), built on the spot; the audit log
+is an embedded SQLite database in .quickstart/; images are signed with C2PA manifests by a
+development certificate authority made on the spot (not for production use).
 
     make demo        (or: python examples/quickstart.py)
 """
@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import time
 from pathlib import Path
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -66,6 +67,15 @@ def main() -> None:
     except guardrail.PolicyViolation as exc:
         console.print(f"[red]denied[/red]   rules={list(exc.decision.rule_ids)} audit={exc.audit_id[:12]}")
         console.print(f"           {'; '.join(exc.decision.messages)}")
+
+    # 4. Stripped: a re-upload re-encodes the image (the manifest is gone); its fingerprint, logged with
+    #    the call, still leads back to it (guardrail trace leaked.jpg --config .quickstart/guardrail.yaml).
+    leaked = workdir / "leaked.jpg"
+    Image.open(signed_file).convert("RGB").resize((128, 128)).save(leaked, "JPEG", quality=70)
+    found = guardrail.trace_bytes(leaked.read_bytes(), guard.store.engine)
+    for item in found.evidence:
+        console.print(f"[cyan]traced[/cyan]   {leaked} (no manifest left) -> {item.method}: {item.detail}")
+        console.print(f"           call {item.audit_id[:12]}, user {found.records[item.audit_id]['user']}")
 
     table = Table(title="audit log (guardrail audit list --config .quickstart/guardrail.yaml)")
     for column in ("call", "user", "status", "rules", "model"):
