@@ -43,28 +43,35 @@ def main() -> None:
     def noop(prompt: str, negative_prompt: str = "", num_inference_steps: int = 20) -> list:
         return [image]
 
+    def nothing(prompt: str, negative_prompt: str = "", num_inference_steps: int = 20) -> list:
+        return []
+
     with tempfile.TemporaryDirectory() as folder:
         key = guardrail.HmacKey(os.urandom(32))
         prompt = "a watercolor fox in a snowy forest, detailed, soft light"
         n = 1000
         bare = percentiles(timed(lambda i: noop(prompt, negative_prompt=NEGATIVE), n))
         print(f"no-op generator, SQLite WAL, {n} calls; bare call mean {bare['mean_us']:.1f} us")
-        for durability in ("outcome", "full"):
+        # the wrapper itself (policy, audit events) with a generator that returns no image, then with one
+        # 64-px image, which adds the per-image marks (its fingerprint, computed and written to the registry)
+        for durability, generator in (("outcome", nothing), ("outcome", noop), ("full", noop)):
             guard = guardrail.Guard(
                 policy=REPO / "policies" / "default.yaml",
-                database=f"{folder}/audit-{durability}.db",
+                database=f"{folder}/audit-{durability}-{generator.__name__}.db",
                 hmac_key=key,
                 durability=durability,
             )
-            guarded = guard.wrap(noop, model="noop")
+            guarded = guard.wrap(generator, model="noop")
             for _ in range(50):
                 guarded(prompt, negative_prompt=NEGATIVE, user="bench")
             wrapped = percentiles(timed(lambda i, g=guarded: g(prompt, negative_prompt=NEGATIVE, user="bench"), n))
             added = (wrapped["mean_us"] - bare["mean_us"]) / 1000
             verdict = "met" if added <= 1 else "MISSED"
+            images = "one image" if generator is noop else "no image "
             print(
-                f"  durability={durability:<8} added mean {added:.3f} ms  p50 {wrapped['p50_us'] / 1000:.3f} ms"
-                f"  p99 {wrapped['p99_us'] / 1000:.3f} ms  (goal <= 1 ms: {verdict})"
+                f"  durability={durability:<8} {images} added mean {added:.3f} ms"
+                f"  p50 {wrapped['p50_us'] / 1000:.3f} ms  p99 {wrapped['p99_us'] / 1000:.3f} ms"
+                f"  (goal <= 1 ms: {verdict})"
             )
             guard.close()
         guard = guardrail.Guard(policy=REPO / "policies" / "default.yaml", database=f"{folder}/audit.db", hmac_key=key)

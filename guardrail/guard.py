@@ -133,7 +133,7 @@ class Guard:
         anchors = _trust_anchors(config)
         self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="guardrail")
         """Runs the images of a call concurrently (screening, signing), shared by every call."""
-        each = self._workers.map
+        each = functools.partial(_each, self._workers)
         ledger = QuotaLedger(self.store.crash_safe_engine)
         self.checks = Checks(self.reference_sets, self.embedder, ledger, anchors, each)
         self.pipeline = CallPipeline(
@@ -251,6 +251,13 @@ class Guard:
         fails, and the target's own exception when generation fails."""
         caller = Caller(user, tuple(roles), tenant)
         return self.pipeline.run(CallState(adapter, args, kwargs, caller, self.engine))
+
+
+def _each(workers: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """fn over the items, concurrently on the workers when there are several (a hop to a worker costs
+    about 0.35 ms here: one image is done on the calling thread)."""
+    items = list(items)
+    return list(workers.map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
 
 
 def _signer_from(config: GuardConfig) -> ImageSigner | None:

@@ -60,10 +60,10 @@ class AuditOutcome:
 
 def _registry_rows(state: CallState, created_at: datetime) -> list[dict[str, Any]]:
     """The fingerprint registry's rows for the images a call returns (none for a denied or failed call)."""
+    if not state.fingerprints or state.error is not None or state.denied or state.call is None:
+        return []
     from guardrail.screening.hashes import FINGERPRINT
 
-    if state.error is not None or state.denied or state.call is None:
-        return []
     signed: list[str | None] = [item.sha256 for item in state.signed] or [None] * len(state.fingerprints)
     return [
         {

@@ -28,6 +28,8 @@ class FingerprintOutputs:
         self.each = each
 
     def __call__(self, state: CallState) -> CallState:
+        if not state.images:
+            return state
         from guardrail.screening.hashes import fingerprint
 
         return state.evolve(fingerprints=tuple(self.each(fingerprint, state.images)))

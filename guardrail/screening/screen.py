@@ -180,7 +180,7 @@ def screen(
     def one(query: Query) -> list[Match]:
         return [m for name, rule in sets.items() for m in match(query, refsets[name], rule)]
 
-    return list(each(one, queries)) if len(queries) > 1 else [one(q) for q in queries]
+    return list(each(one, queries))
 
 
 def prepare_indexes(refset: ReferenceSet) -> None:
