@@ -118,6 +118,8 @@ class Guard:
             self.shadow = PolicyEngine(shadow_policy)
         elif config.shadow_policy is not None:
             self.shadow = PolicyEngine(load_policy(config.path(config.shadow_policy), environment=config.environment))
+        if self.shadow is not None:  # it decides over the same checks on every call: it must be able to
+            self._check_policy(self.shadow)
 
         audit = config.audit
         if checkpoint_signer is None and audit.checkpoint_key_file:

@@ -232,3 +232,9 @@ def test_test_cases_skip_nothing_the_guard_decides(tmp_path: Path) -> None:
     )
     with pytest.raises(guardrail.ConfigError, match="need an embedding model"):
         run_case_file(tmp_path / "p.test.yaml", decider())
+
+
+def test_a_shadow_the_guard_cannot_decide_is_refused_at_start(sqlite_url: str) -> None:
+    active = guardrail.parse_policy("name: active\nprivacy: {prompts: redacted}\n")
+    with pytest.raises(guardrail.ConfigError, match="policy 'concepts': concept rules need an embedding model"):
+        guardrail.Guard(policy=active, shadow_policy=guardrail.parse_policy(CONCEPTS), database=sqlite_url)
