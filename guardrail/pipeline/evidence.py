@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from guardrail.errors import ConfigError
 from guardrail.policy.decision import FiredRule
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
     from guardrail.screening.refsets import ReferenceSet
     from guardrail.screening.screen import Match
+
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,10 @@ class Evidence:
         self.checks = checks
         self._memo: list[tuple[tuple[Any, ...], Any]] = []
 
-    def _once(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    def _once(self, key: tuple[Any, ...], compute: Callable[[], R]) -> R:
         for known, value in self._memo:
             if known == key:
-                return value
+                return cast(R, value)  # stored under this key by this method
         value = compute()
         self._memo.append((key, value))
         return value
@@ -69,7 +72,7 @@ class Evidence:
                 "the policy has prompt concept rules, which need an embedding model: configure "
                 "screening.embedding (model and checkpoint) in guardrail.yaml, or pass embedder= to Guard"
             )
-        return self._once(("concepts", list(rules)), lambda: concepts.fired(self.request.prompts, list(rules)))  # type: ignore[no-any-return]
+        return self._once(("concepts", list(rules)), lambda: concepts.fired(self.request.prompts, list(rules)))
 
     def screen(
         self, role: str, images: Sequence[Any], sets: Mapping[str, Any], hashes: Sequence[Any] | None = None
@@ -83,7 +86,7 @@ class Evidence:
             known = list(hashes) if hashes else None
             return screen(list(images), dict(sets), refsets, self.checks.embedder, each=self.checks.each, hashes=known)
 
-        return self._once(("screen", role, dict(sets)), run)  # type: ignore[no-any-return]
+        return self._once(("screen", role, dict(sets)), run)
 
     def input_provenance(self) -> list[dict[str, Any]]:
         """Each input image opened from a file that carries a C2PA manifest (guardrail.open_image keeps
@@ -112,10 +115,10 @@ class Evidence:
                     )
             return found
 
-        return self._once(("input-provenance",), run)  # type: ignore[no-any-return]
+        return self._once(("input-provenance",), run)
 
     def charge(self, uses: Sequence[QuotaUse], images: int, *, commit: bool = True) -> list[int] | Overdrawn:
         """The quota counter, remembered: the same counters and images are charged at most once."""
         counter = self.checks.quotas
         assert counter is not None
-        return self._once(("quota", list(uses), images), lambda: counter.charge(uses, images, commit=commit))  # type: ignore[no-any-return]
+        return self._once(("quota", list(uses), images), lambda: counter.charge(uses, images, commit=commit))
