@@ -119,6 +119,13 @@ def open_image(
     return image
 
 
+def opened_from(image: Any) -> tuple[bytes, str] | None:
+    """The file bytes and MIME type an image was opened from by open_image (None for any other image)."""
+    info = getattr(image, "info", None)
+    source = info.get(SOURCE_KEY) if isinstance(info, dict) else None
+    return source if isinstance(source, tuple) else None
+
+
 def probe_image(data: bytes, name: str = "image") -> tuple[int, int, str]:
     """Width, height and format from an image's header, without decoding its pixels. Raises
     InvalidImage when the bytes are no image PIL can read."""

@@ -91,15 +91,14 @@ class Evidence:
     def input_provenance(self) -> list[dict[str, Any]]:
         """Each input image opened from a file that carries a C2PA manifest (guardrail.open_image keeps
         the file's bytes): its validation with the configured trust anchors."""
-        from guardrail.images import SOURCE_KEY
+        from guardrail.images import opened_from
         from guardrail.provenance.verify import NO_MANIFEST, verify_bytes
 
         def run() -> list[dict[str, Any]]:
             found = []
             for index, item in enumerate(self.request.input_images):
-                info = getattr(item.image, "info", None)
-                source = info.get(SOURCE_KEY) if isinstance(info, dict) else None
-                if not source:
+                source = opened_from(item.image)
+                if source is None:
                     continue
                 result = verify_bytes(source[0], trust_anchors=self.checks.trust_anchors)
                 if result.state != NO_MANIFEST:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail import __version__
-from guardrail.images import SOURCE_KEY, encode
+from guardrail.images import encode, opened_from
 from guardrail.policy.decision import Decision
 from guardrail.privacy import PromptPrivacy
 from guardrail.request import GenerationRequest, InputImage
@@ -146,9 +146,7 @@ def ingredients(request: GenerationRequest) -> list[tuple[dict[str, Any], bytes,
     guardrail.open_image (so its own manifest comes along), else a PNG of its pixels."""
     found = []
     for label, item in _labels(request):
-        info = getattr(item.image, "info", None)
-        source = info.get(SOURCE_KEY) if isinstance(info, dict) else None
-        data, mime = source if source else (encode(item.image, "PNG"), "image/png")
+        data, mime = opened_from(item.image) or (encode(item.image, "PNG"), "image/png")
         relationship = "parentOf" if label == "parent" else "inputTo"
         found.append(({"title": item.role, "relationship": relationship, "format": mime, "label": label}, data, mime))
     return found
