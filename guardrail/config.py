@@ -111,6 +111,16 @@ class GuardConfig(_Strict):
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
 
+    def trust_anchors_pem(self) -> str | None:
+        """The PEM of the roots this configuration trusts (provenance.trust_anchors), if any. Reads a file."""
+        p = self.provenance
+        if p is None or p.trust_anchors is None:
+            return None
+        path = self.path(p.trust_anchors)
+        if not path.is_file():
+            raise ConfigError(f"{path}: trust anchors file not found (provenance.trust_anchors in guardrail.yaml)")
+        return path.read_text(encoding="utf-8")
+
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p

@@ -90,7 +90,8 @@ class Guard:
         key_file = config.privacy.hmac_key_file
         key = hmac_key if isinstance(hmac_key, HmacKey) else None
         self._key = key or (HmacKey.from_file(config.path(key_file)) if key_file else HmacKey.from_env())
-        self.signer = signer if signer is not None else _signer_from(config)
+        anchors = config.trust_anchors_pem()
+        self.signer = signer if signer is not None else _signer_from(config, anchors)
         self.reference_sets = {
             name: ReferenceSet.open(config.path(folder)) for name, folder in config.screening.reference_sets.items()
         }
@@ -132,7 +133,6 @@ class Guard:
             checkpoint_every=audit.checkpoint_every,
             checkpoint_interval_s=audit.checkpoint_interval_s,
         )
-        anchors = _trust_anchors(config)
         self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="guardrail")
         """Runs the images of a call concurrently (screening, signing), shared by every call."""
         each = functools.partial(_each, self._workers)
@@ -262,7 +262,7 @@ def _each(workers: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable
     return list(workers.map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
 
 
-def _signer_from(config: GuardConfig) -> ImageSigner | None:
+def _signer_from(config: GuardConfig, trust_anchors: str | None) -> ImageSigner | None:
     """The C2PA signer guardrail.yaml's `provenance` section describes, if any."""
     p = config.provenance
     if p is None:
@@ -275,7 +275,7 @@ def _signer_from(config: GuardConfig) -> ImageSigner | None:
         output_format=p.format,
         jpeg_quality=p.jpeg_quality,
         thumbnail=p.thumbnail,
-        trust_anchors=_trust_anchors(config),
+        trust_anchors=trust_anchors,
         disclosure=Disclosure(
             provider=p.provider,
             system_name=p.system.name if p.system else None,
@@ -283,17 +283,6 @@ def _signer_from(config: GuardConfig) -> ImageSigner | None:
             training_mining=p.training_mining,
         ),
     )
-
-
-def _trust_anchors(config: GuardConfig) -> str | None:
-    """The PEM of the roots guardrail.yaml trusts (provenance.trust_anchors), if any."""
-    p = config.provenance
-    if p is None or p.trust_anchors is None:
-        return None
-    path = config.path(p.trust_anchors)
-    if not path.is_file():
-        raise ConfigError(f"{path}: trust anchors file not found (provenance.trust_anchors in guardrail.yaml)")
-    return path.read_text(encoding="utf-8")
 
 
 class GuardedPipeline:

@@ -46,18 +46,15 @@ def resolve_database(config: Path, database: str | None) -> str:
 
 def trust_anchors(option: Path | None, config: Path | None) -> str | None:
     """The PEM of trusted roots: --trust-anchors, else guardrail.yaml's provenance.trust_anchors, else none."""
-    path = option
-    if path is None and config is not None and config.exists():
-        from guardrail.config import load_config
-
-        settings = load_config(config)
-        if settings.provenance is not None and settings.provenance.trust_anchors:
-            path = settings.path(settings.provenance.trust_anchors)
-    if path is None:
+    if option is not None:
+        if not option.is_file():
+            raise typer.BadParameter(f"{option} not found", param_hint="--trust-anchors")
+        return option.read_text(encoding="utf-8")
+    if config is None or not config.exists():
         return None
-    if not path.is_file():
-        raise typer.BadParameter(f"{path} not found", param_hint="--trust-anchors")
-    return path.read_text(encoding="utf-8")
+    from guardrail.config import load_config
+
+    return load_config(config).trust_anchors_pem()
 
 
 def parse_time(value: str | None, option: str) -> datetime | None:
