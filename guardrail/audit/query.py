@@ -283,12 +283,14 @@ def _stream(engine: Engine, query: Any, since: datetime | None, until: datetime 
 
 
 def checkpoints(engine: Engine) -> list[dict[str, Any]]:
-    """The signed checkpoints of the hash chain, oldest first, as plain values (for export). Reads only."""
+    """The signed checkpoints of the hash chain, oldest first, as plain values (the fields of a
+    Checkpoint: for export and verification). Reads only."""
     import sqlalchemy as sa
 
+    from guardrail.audit.checkpoints import Checkpoint
     from guardrail.audit.tables import audit_checkpoints
 
-    fields = ("chain_seq", "entry_hash", "created_at", "key_id", "signature")
+    fields = tuple(Checkpoint.__dataclass_fields__)
     with engine.connect() as connection:
         rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings().all()
     return [{name: row[name] for name in fields} for row in rows]

@@ -222,7 +222,7 @@ def verify_log(
     a log older than that with no checkpoint at all fails (checkpoints deleted, or the key not used)."""
     import sqlalchemy as sa
 
-    from guardrail.audit.tables import audit_checkpoints
+    from guardrail.audit.query import checkpoints as stored_checkpoints
     from guardrail.audit.tables import audit_events as ev
 
     started = time.perf_counter()
@@ -230,9 +230,8 @@ def verify_log(
         high, count, oldest = connection.execute(
             sa.select(sa.func.max(ev.c.chain_seq), sa.func.count(), sa.func.min(ev.c.created_at))
         ).one()
-        if checkpoints is None:
-            rows = connection.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.id)).mappings()
-            checkpoints = [Checkpoint(**{k: row[k] for k in Checkpoint.__dataclass_fields__}) for row in rows]
+    if checkpoints is None:
+        checkpoints = [Checkpoint(**row) for row in stored_checkpoints(engine)]
     wanted = frozenset(c.chain_seq for c in checkpoints)
     if workers is None:
         workers = (os.cpu_count() or 1) if count >= PARALLEL_MIN_EVENTS else 1
