@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +27,17 @@ TrustAnchorsOption = Annotated[
         "--trust-anchors", "-t", help="PEM of trusted roots (default: the config's provenance.trust_anchors)."
     ),
 ]
+
+
+def configured_embedder(config: Path) -> Any:
+    """The embedding model guardrail.yaml configures, if any (None: no file, or no model in it)."""
+    from guardrail.config import load_config
+    from guardrail.screening.embeddings import embedder_from_config
+
+    if not config.exists():
+        return None
+    settings = load_config(config)
+    return embedder_from_config(settings.screening.embedding, settings.path)
 
 
 def resolve_database(config: Path, database: str | None) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from guardrail.cli.common import ConfigOption, DatabaseOption, parse_time, resolve_database
+from guardrail.cli.common import ConfigOption, DatabaseOption, configured_embedder, parse_time, resolve_database
 from guardrail.cli.output import CsvOption, JsonOption, console, emit, emit_one
 from guardrail.errors import PolicyError, Problem
 
@@ -99,13 +99,7 @@ def _checks(config: Path, database: str | None, *, quotas: bool = True) -> Itera
     charge=False). Without a database, quotas are unchecked."""
     from guardrail.pipeline import Checks
 
-    embedder, store = None, None
-    if config.exists():
-        from guardrail.config import load_config
-        from guardrail.screening.embeddings import embedder_from_config
-
-        settings = load_config(config)
-        embedder = embedder_from_config(settings.screening.embedding, settings.path)
+    embedder, store = configured_embedder(config), None
     if quotas and (database or config.exists()):
         from guardrail.audit.store import AuditStore, database_exists
 

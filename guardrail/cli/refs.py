@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from guardrail.cli.common import ConfigOption
+from guardrail.cli.common import ConfigOption, configured_embedder
 from guardrail.cli.output import JsonOption, console, emit, emit_one
 
 app = typer.Typer(help="Protected reference sets (logos, characters, artworks, your own assets).", no_args_is_help=True)
@@ -27,17 +27,6 @@ def _folder(root: Path, name: str) -> Path:
             param_hint="NAME",
         )
     return root / name
-
-
-def _embedder(config: Path) -> Any:
-    """The embedding model guardrail.yaml configures, if any (None: hashes and keypoints only)."""
-    from guardrail.config import load_config
-    from guardrail.screening.embeddings import embedder_from_config
-
-    if not config.exists():
-        return None
-    settings = load_config(config)
-    return embedder_from_config(settings.screening.embedding, settings.path)
 
 
 def _prepare_indexes(refset: Any) -> None:
@@ -73,7 +62,7 @@ def add(
     if not files:
         raise typer.BadParameter("no image files found", param_hint="PATHS")
     folder = _folder(root, name)
-    embedder = _embedder(config)
+    embedder = configured_embedder(config)
     # a new set is written by its first successful add: a bad file leaves no empty set behind
     refset = ReferenceSet.open(folder) if (folder / "refset.json").exists() else ReferenceSet.new(folder, name)
     with Progress(console=console, transient=True) as progress:
@@ -165,7 +154,7 @@ def match_(
         policy.min_similarity if min_similarity is None else min_similarity,
         action="match",
     )
-    embedder = _embedder(config) if any(refset.embedding for refset in refsets.values()) else None
+    embedder = configured_embedder(config) if any(refset.embedding for refset in refsets.values()) else None
     check_embeddings(refsets, embedder)  # before the first image: a wrong model is one clear error
     any_match = False
     for path in images:
