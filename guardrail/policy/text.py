@@ -238,10 +238,11 @@ class TextMatcher(Generic[T]):
             self._collect(found, self._compounds, camel)
 
     def _collect(self, found: dict[tuple[str, int], TextHit[T]], automaton: Any, view: str) -> None:
+        hits = list(automaton.iter(view))
         spans: list[tuple[int, int, str]] = []
-        if self._exceptions is not None:
+        if hits and self._exceptions is not None:  # most texts match no term: then no phrase is looked for
             spans = [(end - len(key) + 1, end, phrase) for end, (key, (phrase,)) in self._exceptions.iter(view)]
-        for end, (key, terms) in automaton.iter(view):
+        for end, (key, terms) in hits:
             start = end - len(key) + 1
             inside = [phrase for s, e, phrase in spans if s <= start and end <= e]
             self._record(found, terms, key, inside)
