@@ -345,13 +345,10 @@ class _Insert:
                 found = cursor.execute(self.head_sql).fetchone()
                 seq, prev = (int(found[0]), str(found[1])) if found else (0, GENESIS)
                 linked = link(row, seq + 1, prev)
-                cursor.execute(self.sql, tuple(p(linked.get(k)) if p else linked.get(k) for k, p in self.processors))
+                cursor.execute(self.sql, _bound(self.processors, linked))
                 if fingerprints:
-                    processors = self.fingerprint_processors
-                    cursor.executemany(
-                        self.fingerprint_sql,
-                        [tuple(p(f.get(k)) if p else f.get(k) for k, p in processors) for f in fingerprints],
-                    )
+                    rows = [_bound(self.fingerprint_processors, f) for f in fingerprints]
+                    cursor.executemany(self.fingerprint_sql, rows)
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -364,6 +361,11 @@ class _Insert:
     def __call__(self, connection: Any, row: dict[str, Any]) -> None:
         """Insert through SQLAlchemy Core (PostgreSQL; SQLite appends with append_sqlite)."""
         connection.execute(self.table.insert(), row)
+
+
+def _bound(processors: list[tuple[str, Any]], row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's values in a compiled statement's order, through the columns' own bind processors."""
+    return tuple(process(row.get(key)) if process else row.get(key) for key, process in processors)
 
 
 def _reason(exc: BaseException | None) -> str:
