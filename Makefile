@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) bench/provenance.py
 	$(PY) bench/full_call.py   # the whole call on real image sizes, 10k references
 	$(PY) bench/trace.py
+	$(PY) bench/watermark.py
 	$(PY) bench/policy_ops.py
 	$(PY) bench/screening_speed.py
 	$(PY) bench/screening_eval.py
