@@ -12,6 +12,7 @@ GuardrailError
 ├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
 │                            screening; carries .decision and .audit_id; no image is returned
 ├── SigningError             an image could not be signed; carries .audit_id when a call was on record
+├── MarkingError             a watermark the policy requires could not be embedded; no image is returned
 └── AuditError               the audit database cannot be reached or written (operational)
     ├── DatabaseUnavailable  raised when a Guard starts, not at its first call
     └── AuditWriteError      an event could not be written after retries; no image is returned
@@ -109,6 +110,15 @@ class AuditWriteError(AuditError):
 
 class SigningError(GuardrailError):
     """An image could not be signed. Where the policy requires signing, the images are withheld."""
+
+    def __init__(self, message: str, audit_id: str | None = None) -> None:
+        self.audit_id = audit_id
+        super().__init__(message)
+
+
+class MarkingError(GuardrailError):
+    """An image could not carry the watermark the policy requires (too small, a pixel format the mark
+    does not support, or a mark that does not read back); the call's images are withheld."""
 
     def __init__(self, message: str, audit_id: str | None = None) -> None:
         self.audit_id = audit_id

@@ -27,6 +27,7 @@ from guardrail.pipeline.audit import AuditOutcome, AuditRequest
 from guardrail.pipeline.decide import Decide
 from guardrail.pipeline.generate import ApplyDecision, Generate
 from guardrail.pipeline.inputs import CheckInputs
+from guardrail.pipeline.mark import MarkOutputs
 from guardrail.pipeline.outputs import FingerprintOutputs, HashOutputs, ScreenOutputs
 from guardrail.pipeline.read import ReadCall
 from guardrail.pipeline.sign import Sign
@@ -149,6 +150,7 @@ class Guard:
                 HashOutputs(),
                 FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),
+                MarkOutputs(each),
                 Sign(self.signer, each),
             ],
             finish=[AuditOutcome(self.store, self.shadow), Attach(config.on_deny)],

@@ -384,6 +384,19 @@ def fingerprint_owners(engine: Engine, ids: list[int]) -> dict[int, tuple[str, i
         return {int(r[0]): (str(r[1]), int(r[2])) for r in connection.execute(query)}
 
 
+def watermark_owners(engine: Engine, token: int) -> list[tuple[str, int, str | None]]:
+    """(call id, image index, signed file's SHA-256) of every logged output marked with this watermark
+    token (usually one; tokens are random, so two of millions may share one). Reads only."""
+    import sqlalchemy as sa
+
+    from guardrail.audit.tables import output_fingerprints as fp
+
+    query = sa.select(fp.c.call_id, fp.c.image_index, fp.c.signed_sha256).where(fp.c.watermark == token)
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(fp.c.id)).all()
+    return [(str(r[0]), int(r[1]), r[2]) for r in rows]
+
+
 def call_summary(engine: Engine, call_id: str) -> dict[str, Any]:
     """One call as `audit show` heads it: id, time, user, status, decision, rules, model, policy. Reads only."""
     events = call_events(engine, call_id)

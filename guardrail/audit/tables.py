@@ -100,6 +100,8 @@ output_fingerprints = Table(
     Column("hash3", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),  # of the pixels
     Column("signed_sha256", String(64)),  # of the signed file, when the call was signed
+    Column("watermark", BigInteger, index=True),  # the image's watermark token, when it was marked
+    Column("watermark_algorithm", String(60)),  # guardrail.marking.watermark.NAME
 )
 """The fingerprint registry: every returned image's perceptual fingerprint, written with its call's
 outcome, so that a copy whose manifest was stripped still leads back to the call (guardrail trace).

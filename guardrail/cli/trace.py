@@ -23,8 +23,9 @@ def trace(
     as_json: JsonOption = False,
 ) -> None:
     """Find the call each image came from: its C2PA manifest first (the audit id it names, and whether
-    the file is the one logged), then the fingerprint registry (the closest logged outputs: weaker
-    evidence, which survives re-encoding, resizing and light crops that strip a manifest). Prints the
+    the file is the one logged), then its watermark (a token logged with one output, which survives
+    re-encoding, resizing, crops and colour changes that strip a manifest), then the fingerprint
+    registry (the closest logged outputs: weaker evidence, for unmarked images). Prints the
     evidence and each call's audit record. Exits 0 when every image was traced, 1 when one was not,
     2 for a file that is no image. Reads only.
 
@@ -53,7 +54,9 @@ def trace(
             verdict = "[green]traced[/green]" if result.found else "[red]not found[/red]"
             console.print(f"{verdict} {image}", highlight=False)
             if result.fingerprint_only:
-                console.print("  only a fingerprint matched: weaker evidence than a manifest", highlight=False)
+                console.print(
+                    "  only a fingerprint matched: weaker evidence than a manifest or a watermark", highlight=False
+                )
             for item in result.evidence:
                 where = f" image {item.image_index}" if item.image_index is not None else ""
                 line = f"  {item.method} [{item.strength}] call {item.audit_id}{where}: {item.detail}"

@@ -1,2 +1,2 @@
-"""Marks that lead an image back to its call: the fingerprint registry and the tracing that reads it
-(the imperceptible watermark is to come)."""
+"""Marks that lead an image back to its call: the imperceptible watermark (a token in the pixels, logged
+with the call), the fingerprint registry, and the tracing that reads them."""

@@ -1,7 +1,8 @@
 """Tracing an image back to the call that made it, strongest evidence first: its C2PA manifest (the
-audit id it names, and whether the file is the one logged), then the fingerprint registry (the
-closest logged outputs by perceptual fingerprint: weaker evidence, which survives re-encoding,
-resizing and light crops that strip the manifest). The watermark tier is not built yet."""
+audit id it names, and whether the file is the one logged), then the watermark (a token read from the
+pixels, logged with exactly one output; it survives the re-encodes, resizes, crops and colour changes
+that strip the manifest), then the fingerprint registry (the closest logged outputs by perceptual
+fingerprint: weaker evidence, for images that were never marked or whose mark was destroyed)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,18 @@ class Evidence:
     """One way an image led to a call."""
 
     method: str
-    """c2pa or fingerprint."""
+    """c2pa, watermark or fingerprint."""
     audit_id: str
     image_index: int | None
     strength: str
-    """strong (a valid, trusted manifest naming the call and the very file logged), medium (a manifest
-    naming the call that is untrusted or not the logged file), weak (a fingerprint match only)."""
+    """strong (a valid, trusted manifest naming the call and the very file logged, or a watermark token
+    logged with one output only), medium (a manifest naming the call that is untrusted or not the
+    logged file; a token logged with several outputs), weak (a fingerprint match only)."""
     detail: str
     distance: int | None = None
+    """Fingerprint: bits apart, of 64."""
+    confidence: float | None = None
+    """Watermark: the weakest symbol's correlation, in standard deviations (see guardrail.marking.watermark)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -116,8 +121,9 @@ def trace_bytes(
     """Trace an image file's bytes to the calls in an audit log (pass a FingerprintRegistry kept across
     calls to look up in milliseconds). Raises InvalidImage / ImageTooLarge for a file that is no
     readable image. Reads only."""
-    from guardrail.audit.query import audit_record, call_summary, fingerprint_owners
+    from guardrail.audit.query import audit_record, call_summary, fingerprint_owners, watermark_owners
     from guardrail.images import open_image
+    from guardrail.marking.watermark import detect_image
     from guardrail.provenance.verify import verify_bytes
     from guardrail.screening.hashes import fingerprint
 
@@ -134,6 +140,15 @@ def trace_bytes(
                 "; the file is the one logged" if exact else "; the file is not the one logged"
             )
             evidence.append(Evidence("c2pa", verification.audit_id, None, strength, detail))
+    mark = detect_image(image)
+    if mark is not None:
+        marked = watermark_owners(engine, mark.token)
+        for call_id, index, _ in marked:
+            detail = f"watermark {mark.algorithm} carries token {mark.token:08x}, confidence {mark.confidence}" + (
+                f" (the copy is at {mark.scale:.0%} of the logged size)" if mark.scale != 1.0 else ""
+            )
+            strength = "strong" if len(marked) == 1 else "medium"
+            evidence.append(Evidence("watermark", call_id, index, strength, detail, confidence=mark.confidence))
     near = (registry or FingerprintRegistry(engine)).search(fingerprint(image), max_distance)
     owners = fingerprint_owners(engine, [row for row, _, _ in near])
     for row, distance, mirrored in near:

@@ -46,6 +46,9 @@ class AuditOutcome:
         outputs = [{"sha256": digest} for digest in state.digests]
         for record, item in zip(outputs, state.signed, strict=False):
             record.update(signed_sha256=item.sha256, manifest=item.manifest_label, mime=item.mime)
+        for record, token in zip(outputs, state.watermarks, strict=False):
+            if token is not None:
+                record["watermark"] = f"{token:08x}"
         event = outcome_event(
             state.call,
             decision=state.decision,
@@ -62,9 +65,11 @@ def _registry_rows(state: CallState, created_at: datetime) -> list[dict[str, Any
     """The fingerprint registry's rows for the images a call returns (none for a denied or failed call)."""
     if not state.fingerprints or state.error is not None or state.denied or state.call is None:
         return []
+    from guardrail.marking.watermark import NAME
     from guardrail.screening.hashes import FINGERPRINT
 
     signed: list[str | None] = [item.sha256 for item in state.signed] or [None] * len(state.fingerprints)
+    marks: list[int | None] = list(state.watermarks) or [None] * len(state.fingerprints)
     return [
         {
             "call_id": state.call.call_id,
@@ -74,8 +79,10 @@ def _registry_rows(state: CallState, created_at: datetime) -> list[dict[str, Any
             **{f"hash{i}": as_signed(value) for i, value in enumerate(hashes)},
             "sha256": digest,
             "signed_sha256": signed_sha256,
+            "watermark": token,
+            "watermark_algorithm": NAME if token is not None else None,
         }
-        for index, (hashes, digest, signed_sha256) in enumerate(
-            zip(state.fingerprints, state.digests, signed, strict=False)
+        for index, (hashes, digest, signed_sha256, token) in enumerate(
+            zip(state.fingerprints, state.digests, signed, marks, strict=False)
         )
     ]

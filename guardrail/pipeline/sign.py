@@ -9,6 +9,7 @@ from typing import Any
 
 from guardrail.errors import SigningError
 from guardrail.pipeline.state import CallState
+from guardrail.provenance.manifest import SoftBinding
 from guardrail.provenance.signing import ImageSigner, sign_call
 
 
@@ -25,10 +26,22 @@ class Sign:
         assert state.call is not None and state.decision is not None
         try:
             signed = sign_call(
-                self.signer, list(state.images), state.call, state.decision, state.notes.get("screening")
+                self.signer,
+                list(state.images),
+                state.call,
+                state.decision,
+                state.notes.get("screening"),
+                soft_bindings=_soft_bindings(state.watermarks),
             )
         except SigningError as exc:
             if state.engine.policy.provenance.required:
                 raise SigningError(f"{exc}; the images were withheld", state.call.call_id) from exc
             return state.evolve(notes=state.noted(signing_error=str(exc)))
         return state.evolve(signed=tuple(signed))
+
+
+def _soft_bindings(watermarks: tuple[int | None, ...]) -> list[SoftBinding | None]:
+    """Each marked image's soft binding: the watermark's algorithm and its token (4 bytes, big-endian)."""
+    from guardrail.marking.watermark import NAME
+
+    return [None if token is None else SoftBinding(NAME, token.to_bytes(4, "big")) for token in watermarks]

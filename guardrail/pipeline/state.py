@@ -51,6 +51,8 @@ class CallState:
     fingerprints: tuple[tuple[int, int, int, int], ...] = ()
     """Each image's perceptual fingerprint (guardrail.screening.hashes.COLUMNS)."""
     matches: tuple[tuple[Match, ...], ...] = ()
+    watermarks: tuple[int | None, ...] = ()
+    """Each image's watermark token (None where it was not marked)."""
     signed: tuple[SignedImage, ...] = ()
     notes: Mapping[str, Any] = field(default_factory=dict)
     """What the audit outcome records beside the decision (screening summaries, shadow, signing errors)."""

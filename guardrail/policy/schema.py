@@ -237,6 +237,15 @@ class ProvenancePolicy(_Strict):
     returned unsigned."""
 
 
+class MarkingPolicy(_Strict):
+    watermark: Literal["required", "optional", "off"] = "optional"
+    """An imperceptible watermark carrying a token logged with the call, so that a copy stripped of its
+    manifest still leads back to it (guardrail trace). optional: every image large enough (128 px and
+    more on its shorter side, 8-bit) is marked, and any other is returned unmarked with the reason
+    audited; required: an image that cannot be marked, or whose mark does not read back, withholds the
+    call's images; off: no watermark."""
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -252,6 +261,7 @@ class Policy(_Strict):
     """What to do with calls that pass prompt embeddings without text (text that cannot be checked)."""
     privacy: Privacy = Privacy()
     provenance: ProvenancePolicy = ProvenancePolicy()
+    marking: MarkingPolicy = MarkingPolicy()
     screening: ScreeningPolicy = ScreeningPolicy()
     term_lists: dict[str, list[str | TermSpec] | TermList] = {}
     rules: list[Rule] = []

@@ -32,6 +32,7 @@ COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"
 GOVERNANCE_LABEL = "org.guardrail.governance"
 DISCLOSURE_LABEL = "org.guardrail.disclosure"
 TRAINING_MINING_LABEL = "cawg.training-mining"
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
 AI_DESCRIPTION = "AI-generated image"
 
 
@@ -45,6 +46,21 @@ class Disclosure:
     system_version: str | None = None
     training_mining: str | None = None
     """allowed | notAllowed | constrained: a CAWG training-and-data-mining assertion, when set."""
+
+
+@dataclass(frozen=True)
+class SoftBinding:
+    """A mark in the pixels that binds the image to its manifest after the manifest is stripped: a
+    `c2pa.soft-binding` assertion naming the algorithm (with its version) and the value it carries."""
+
+    algorithm: str
+    value: bytes
+
+    def assertion(self) -> dict[str, Any]:
+        import base64
+
+        value = base64.b64encode(self.value).decode()
+        return {"label": SOFT_BINDING_LABEL, "data": {"alg": self.algorithm, "blocks": [{"scope": {}, "value": value}]}}
 
 
 _PARENT_ROLES = ("image",)
@@ -122,13 +138,18 @@ def build_manifest(
     }
 
 
-def image_manifest(manifest: dict[str, Any], audit_id: str, index: int) -> dict[str, Any]:
-    """The call's manifest for image `index`: its disclosure carries the image's unique identifier."""
+def image_manifest(
+    manifest: dict[str, Any], audit_id: str, index: int, soft_binding: SoftBinding | None = None
+) -> dict[str, Any]:
+    """The call's manifest for image `index`: its disclosure carries the image's unique identifier, and
+    its soft binding the watermark it was marked with."""
     assertions = []
     for assertion in manifest["assertions"]:
         if assertion["label"] == DISCLOSURE_LABEL:
             assertion = {**assertion, "data": {**assertion["data"], "id": f"urn:guardrail:{audit_id}:{index}"}}
         assertions.append(assertion)
+    if soft_binding is not None:
+        assertions.append(soft_binding.assertion())
     return {**manifest, "assertions": assertions}
 
 

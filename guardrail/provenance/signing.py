@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail.errors import ConfigError, SigningError
 from guardrail.images import MIME, encode
-from guardrail.provenance.manifest import Disclosure
+from guardrail.provenance.manifest import Disclosure, SoftBinding
 from guardrail.request import CallContext, SignedImage
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def sign_call(
     decision: Decision,
     screening: dict[str, Any] | None = None,
     *,
+    soft_bindings: Sequence[SoftBinding | None] = (),
     each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
     """Sign every image of one call with the call's manifest (with the screening summary, when the
@@ -157,6 +158,7 @@ def sign_call(
 
     def one(item: tuple[int, Any]) -> SignedImage:
         index, image = item
-        return signer.sign(image, image_manifest(manifest, ctx.call_id, index), parts)
+        binding = soft_bindings[index] if index < len(soft_bindings) else None
+        return signer.sign(image, image_manifest(manifest, ctx.call_id, index, binding), parts)
 
     return list(each(one, enumerate(images)))
