@@ -176,6 +176,13 @@ def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | 
                 "add a `provenance` section to guardrail.yaml or pass signer= to Guard",
             )
         )
+    label = policy.marking.label
+    if label is not None and label.font is not None:
+        from guardrail.marking.label import font_problem
+
+        problem = font_problem(label.font)
+        if problem:
+            gaps.append((["marking", "label", "font"], problem))
     if policy.privacy.prompts == "hmac" and not offered.hmac_key:
         gaps.append(
             (

@@ -27,6 +27,7 @@ from guardrail.pipeline.audit import AuditOutcome, AuditRequest
 from guardrail.pipeline.decide import Decide
 from guardrail.pipeline.generate import ApplyDecision, Generate
 from guardrail.pipeline.inputs import CheckInputs
+from guardrail.pipeline.label import LabelOutputs
 from guardrail.pipeline.mark import MarkOutputs
 from guardrail.pipeline.outputs import FingerprintOutputs, HashOutputs, ScreenOutputs
 from guardrail.pipeline.read import ReadCall
@@ -150,6 +151,7 @@ class Guard:
                 HashOutputs(),
                 FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),
+                LabelOutputs(each),
                 MarkOutputs(each),
                 Sign(self.signer, each),
             ],

@@ -193,3 +193,54 @@ def encode_png(image: Any, *, fast: bool = True) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+PIXEL_MODES = ("RGB", "RGBA", "L", "LA")
+"""PIL modes the marking stages write into (8 bits per channel)."""
+
+
+def pixels_of(image: Any) -> tuple[Any, str | None]:
+    """An image's pixels as an 8-bit H x W (x C) array (a view where the image is one), or (None, why
+    they cannot be: a pixel format the marking stages do not write)."""
+    import numpy as np
+
+    module = type(image).__module__
+    if module.startswith("PIL."):
+        if image.mode not in PIXEL_MODES:
+            return None, f"PIL mode {image.mode} cannot be marked or labelled (8-bit RGB, RGBA, L and LA can)"
+        return np.array(image), None  # a copy: PIL's own buffer is read-only to numpy
+    if module.startswith("torch"):
+        if image.ndim != 3 or not image.is_floating_point():
+            return (
+                None,
+                f"a {image.dtype} tensor of shape {tuple(image.shape)} cannot be marked or labelled (float CxHxW can)",
+            )
+        image = image.detach().float().cpu().numpy().transpose(1, 2, 0)
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        return None, f"an array of shape {array.shape} cannot be marked or labelled (H x W x 1, 3 or 4 can)"
+    if not array.flags.writeable:
+        return None, "a read-only array cannot be marked or labelled"
+    if array.dtype == np.uint8:
+        return array, None
+    if array.dtype.kind != "f":
+        return None, f"{array.dtype} pixels cannot be marked or labelled (uint8 or float in [0, 1] can)"
+    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8), None
+
+
+def write_pixels(image: Any, marked: Any) -> None:
+    """Put changed pixels (as pixels_of returned them) back into the caller's own image object."""
+    import numpy as np
+
+    module = type(image).__module__
+    if module.startswith("PIL."):
+        image.frombytes(np.ascontiguousarray(marked).tobytes())
+    elif module.startswith("torch"):
+        import torch
+
+        values = torch.from_numpy(marked.transpose(2, 0, 1).astype(np.float32) / 255)
+        image.copy_(values.to(dtype=image.dtype, device=image.device))
+    elif image.dtype == np.uint8:
+        image[...] = marked
+    else:
+        image[...] = marked.astype(image.dtype) / 255

@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from guardrail.errors import MarkingError
-from guardrail.images import image_sha256
+from guardrail.images import image_sha256, pixels_of, write_pixels
 from guardrail.pipeline.state import CallState
-
-_MODES = ("RGB", "RGBA", "L", "LA")
 
 
 class MarkOutputs:
@@ -39,7 +37,11 @@ class MarkOutputs:
             first, reason = next(iter(skipped.items()))
             raise MarkingError(f"image {first} cannot carry the required watermark: {reason}", state.call.call_id)
         tokens = tuple(token for token, _ in results)
-        note: dict[str, Any] = {"watermark": NAME, "marked": sum(t is not None for t in tokens)}
+        note: dict[str, Any] = {
+            **state.notes.get("marking", {}),  # the label drawn before
+            "watermark": NAME,
+            "marked": sum(t is not None for t in tokens),
+        }
         if skipped:
             note["unmarked"] = skipped
         from guardrail.screening.hashes import fingerprint
@@ -60,7 +62,7 @@ def _mark(image: Any, verify: bool) -> tuple[int | None, str | None]:
     """Mark one image in place: (its token, None), or (None, why it was left unmarked)."""
     from guardrail.marking import watermark
 
-    pixels, why = _pixels(image)
+    pixels, why = pixels_of(image)
     if pixels is None:
         return None, why
     if min(pixels.shape[:2]) < watermark.MIN_SIDE:
@@ -71,48 +73,5 @@ def _mark(image: Any, verify: bool) -> tuple[int | None, str | None]:
         found = watermark.detect(marked)
         if found is None or found.token != token:
             return None, "the mark does not read back from this image (too flat or saturated)"
-    _write_back(image, marked)
+    write_pixels(image, marked)
     return token, None
-
-
-def _pixels(image: Any) -> tuple[Any, str | None]:
-    """An image's pixels as an 8-bit H x W (x C) array, or (None, why the mark cannot go into them)."""
-    import numpy as np
-
-    module = type(image).__module__
-    if module.startswith("PIL."):
-        if image.mode not in _MODES:
-            return None, f"PIL mode {image.mode} is not marked (8-bit RGB, RGBA, L and LA are)"
-        return np.asarray(image), None
-    if module.startswith("torch"):
-        if image.ndim != 3 or not image.is_floating_point():
-            return None, f"a {image.dtype} tensor of shape {tuple(image.shape)} is not marked (float C x H x W is)"
-        image = image.detach().float().cpu().numpy().transpose(1, 2, 0)
-    array = np.asarray(image)
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        return None, f"an array of shape {array.shape} is not marked (H x W x 1, 3 or 4 is)"
-    if not array.flags.writeable:
-        return None, "a read-only array is not marked"
-    if array.dtype == np.uint8:
-        return array, None
-    if array.dtype.kind != "f":
-        return None, f"{array.dtype} pixels are not marked (uint8 or float in [0, 1] are)"
-    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8), None
-
-
-def _write_back(image: Any, marked: Any) -> None:
-    """Put the marked pixels into the caller's own image object."""
-    import numpy as np
-
-    module = type(image).__module__
-    if module.startswith("PIL."):
-        image.frombytes(np.ascontiguousarray(marked).tobytes())
-    elif module.startswith("torch"):
-        import torch
-
-        values = torch.from_numpy(marked.transpose(2, 0, 1).astype(np.float32) / 255)
-        image.copy_(values.to(dtype=image.dtype, device=image.device))
-    elif image.dtype == np.uint8:
-        image[...] = marked
-    else:
-        image[...] = marked.astype(image.dtype) / 255

@@ -31,6 +31,7 @@ class Sign:
                 state.call,
                 state.decision,
                 state.notes.get("screening"),
+                marking=_marking(state.notes.get("marking")),
                 soft_bindings=_soft_bindings(state.watermarks),
             )
         except SigningError as exc:
@@ -45,3 +46,11 @@ def _soft_bindings(watermarks: tuple[int | None, ...]) -> list[SoftBinding | Non
     from guardrail.marking.watermark import NAME
 
     return [None if token is None else SoftBinding(NAME, token.to_bytes(4, "big")) for token in watermarks]
+
+
+def _marking(note: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the governance assertion says of the marks: the label as drawn on each image and the
+    watermark's algorithm (each image's token is in its own soft-binding assertion)."""
+    if not note:
+        return None
+    return {key: note[key] for key in ("label", "watermark") if key in note} or None

@@ -237,7 +237,20 @@ class ProvenancePolicy(_Strict):
     returned unsigned."""
 
 
+class VisibleLabel(_Strict):
+    """An explicit label drawn onto every returned image (China's GB 45438-2025 asks for one), before
+    the watermark and the signature, and recorded in the manifest's governance assertion."""
+
+    text: str = Field(min_length=1, max_length=200)
+    position: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right"
+    min_size_pct: float = Field(default=5.0, gt=0, le=50)
+    """The text's height, at least this share of the image's shorter side."""
+    font: str | None = None
+    """A TrueType / OpenType font file (for CJK text, one that has its glyphs); Pillow's own font when unset."""
+
+
 class MarkingPolicy(_Strict):
+    label: VisibleLabel | None = None
     watermark: Literal["required", "optional", "off"] = "optional"
     """An imperceptible watermark carrying a token logged with the call, so that a copy stripped of its
     manifest still leads back to it (guardrail trace). optional: every image large enough (128 px and

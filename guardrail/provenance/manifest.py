@@ -8,7 +8,8 @@
 - masks and control images are ingredients with relationship `inputTo`, referenced by the
   generating action.
 - `org.guardrail.governance`: policy, decision, fired rules, audit event id, the prompt as the
-  audit log keeps it (an HMAC unless the privacy mode is plaintext), and screening when present.
+  audit log keeps it (an HMAC unless the privacy mode is plaintext), screening and marking (the
+  visible label, the watermark's algorithm) when present.
 An input that already carries a manifest (opened with guardrail.open_image) keeps it as
 ingredient provenance.
 """
@@ -75,6 +76,7 @@ def build_manifest(
     policy_version: str,
     privacy: PromptPrivacy,
     screening: dict[str, Any] | None = None,
+    marking: dict[str, Any] | None = None,
     disclosure: Disclosure = Disclosure(),
     created: datetime | None = None,
 ) -> dict[str, Any]:
@@ -114,6 +116,8 @@ def build_manifest(
     }
     if screening is not None:
         governance["screening"] = screening
+    if marking is not None:  # the visible label drawn and the watermark's algorithm
+        governance["marking"] = marking
     statement = {
         "ai_generated": True,
         "provider": disclosure.provider,
@@ -183,15 +187,32 @@ def _labels(request: GenerationRequest) -> list[tuple[str, InputImage]]:
     return labelled
 
 
-def governance_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The governance assertion of a manifest read back by c2pa, if it has one. Anyone can sign one:
-    treat every field as untrusted (a non-mapping assertion is returned as an empty dict)."""
+def assertion_of(manifest: dict[str, Any], label: str) -> dict[str, Any] | None:
+    """The data of a manifest's assertion with this label (read back by c2pa), if it has one. Anyone
+    can sign one: treat every field as untrusted (a non-mapping assertion is returned as an empty dict)."""
     assertions = manifest.get("assertions") if isinstance(manifest, dict) else None
     for assertion in assertions if isinstance(assertions, list) else []:
-        if isinstance(assertion, dict) and assertion.get("label") == GOVERNANCE_LABEL:
+        if isinstance(assertion, dict) and assertion.get("label") == label:
             data = assertion.get("data")
             return dict(data) if isinstance(data, dict) else {}
     return None
+
+
+def governance_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The governance assertion of a manifest, if it has one (untrusted, like every field)."""
+    return assertion_of(manifest, GOVERNANCE_LABEL)
+
+
+def source_types_of(manifest: dict[str, Any]) -> list[str]:
+    """The digitalSourceType of each action that has one (IPTC terms: trainedAlgorithmicMedia, ...)."""
+    found = []
+    for label in ("c2pa.actions.v2", "c2pa.actions"):
+        actions = (assertion_of(manifest, label) or {}).get("actions")
+        for action in actions if isinstance(actions, list) else []:
+            value = action.get("digitalSourceType") if isinstance(action, dict) else None
+            if isinstance(value, str):
+                found.append(value)
+    return found
 
 
 def governance_summary(governance: dict[str, Any]) -> str:

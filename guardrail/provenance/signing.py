@@ -136,6 +136,7 @@ def sign_call(
     decision: Decision,
     screening: dict[str, Any] | None = None,
     *,
+    marking: dict[str, Any] | None = None,
     soft_bindings: Sequence[SoftBinding | None] = (),
     each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
@@ -152,6 +153,7 @@ def sign_call(
         policy_version=ctx.policy_version,
         privacy=ctx.privacy,
         screening=screening,
+        marking=marking,
         disclosure=signer.disclosure,
     )
     parts = ingredients(ctx.request)

@@ -87,7 +87,7 @@ def test_an_image_too_small_is_returned_unmarked_or_withheld_as_the_policy_says(
         outcome = events(guard, caught.value.audit_id)[-1]
         assert outcome["status"] == "error" and "MarkingError" in outcome["error"]
         palette = photo("coffee").convert("P")  # the mark is not put into palette indices
-        with pytest.raises(guardrail.MarkingError, match="PIL mode P is not marked"):
+        with pytest.raises(guardrail.MarkingError, match="PIL mode P cannot be marked"):
             guard.wrap(lambda prompt: [palette])("palette")
         white = Image.new("RGB", (256, 256), (255, 255, 255))  # saturated: half the mark is clipped, still read
         assert watermark.detect(np.asarray(guard.wrap(lambda prompt: [white])("white").images[0])) is not None
