@@ -1,12 +1,14 @@
 """Trace a leaked image back to the call that made it, after its C2PA manifest was stripped.
 
 A "generator" (here a function returning scikit-image's sample photos, standing in for a diffusion
-pipeline) is guarded; three users generate; one image leaks as a screenshot-like copy: re-encoded as
-JPEG, resized and trimmed, so no manifest survives. `guardrail trace` (here: trace_bytes) finds the
-call through the fingerprint registry the Guard wrote with each call's outcome. Runs offline.
+pipeline) is guarded; three users generate; one image leaks as a screenshot-like copy: a tenth cut
+off, re-encoded as JPEG, so no manifest survives. `guardrail trace` (here: trace_bytes) reads the
+imperceptible watermark the Guard put into every image and finds its token in the registry written
+with each call's outcome; a lighter copy (a re-encode only) is found by its perceptual fingerprint
+too, as weaker evidence. Runs offline.
 
     python examples/trace_a_leaked_image.py
-    guardrail trace .trace-demo/leaked.jpg --config .trace-demo/guardrail.yaml
+    guardrail trace .trace-demo/leaked.jpg .trace-demo/reencoded.jpg --config .trace-demo/guardrail.yaml
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ def generator(prompt: str, negative_prompt: str = "") -> list[Image.Image]:
     return [Image.fromarray(photos[name]()).convert("RGB")]
 
 
-def screenshot(data: bytes) -> bytes:
-    """A copy as a screenshot tool or a re-upload makes it: trimmed 2 %, resized to 70 %, JPEG 70."""
+def screenshot(data: bytes, cut: float) -> bytes:
+    """A copy as a screenshot tool or a re-upload makes it: `cut` of each side cut off, JPEG 70."""
     image = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = image.size
-    image = image.crop((w // 50, h // 50, w - w // 50, h - h // 50)).resize((int(w * 0.7), int(h * 0.7)))
+    image = image.crop((int(w * cut), int(h * cut / 2), w - int(w * cut / 3), h - int(h * cut)))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=70)
     return buffer.getvalue()
@@ -48,18 +50,19 @@ def main() -> None:
             for user, prompt in (("alice", "a cat on a sofa"), ("bob", "a cup of coffee"), ("carol", "a rocket"))
         }
         original = outputs["bob"].governance.signed[0].data
-        leaked = workdir / "leaked.jpg"
-        leaked.write_bytes(screenshot(original))
-        print(f"leaked copy: {leaked} ({len(leaked.read_bytes())} bytes)")
-        print(f"its manifest: {guardrail.verify_bytes(leaked.read_bytes()).state}")
-        result = guardrail.trace_bytes(leaked.read_bytes(), guard.store.engine)
-        if not result.found:
-            raise SystemExit("not traced")
-        for item in result.evidence:
-            record = result.records[item.audit_id]
-            print(f"traced by {item.method} ({item.strength} evidence): {item.detail}")
-            print(f"  call {item.audit_id}: user {record['user']}, {record['status']}, at {record['started_at']}")
-        assert result.evidence[0].audit_id == outputs["bob"].governance.audit_id
+        for name, cut in (("leaked.jpg", 0.12), ("reencoded.jpg", 0.0)):
+            leaked = workdir / name
+            leaked.write_bytes(screenshot(original, cut))
+            print(f"leaked copy: {leaked} ({len(leaked.read_bytes())} bytes, {cut:.0%} cut off)")
+            print(f"its manifest: {guardrail.verify_bytes(leaked.read_bytes()).state}")
+            result = guardrail.trace_bytes(leaked.read_bytes(), guard.store.engine)
+            if not result.found:
+                raise SystemExit("not traced")
+            for item in result.evidence:
+                record = result.records[item.audit_id]
+                print(f"traced by {item.method} ({item.strength} evidence): {item.detail}")
+                print(f"  call {item.audit_id}: user {record['user']}, {record['status']}, at {record['started_at']}")
+            assert {item.audit_id for item in result.evidence} == {outputs["bob"].governance.audit_id}
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ def emit(
         console.print(table)
 
 
+def emit_line(data: dict[str, Any]) -> None:
+    """Print one result of several as a JSON line (one object per line: `jq` and json.loads per line)."""
+    sys.stdout.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
+
+
 def emit_one(data: dict[str, Any], *, as_json: bool) -> None:
     """Print one record: pretty JSON, or a two-column table."""
     if as_json:

@@ -9,7 +9,7 @@ import typer
 
 from guardrail.cli.common import ConfigOption, DatabaseOption, TrustAnchorsOption, resolve_database
 from guardrail.cli.common import trust_anchors as read_trust_anchors
-from guardrail.cli.output import JsonOption, console, emit_one
+from guardrail.cli.output import JsonOption, console, emit_line
 
 
 def trace(
@@ -49,7 +49,7 @@ def trace(
             )
             all_found &= result.found
             if as_json:
-                emit_one(result.as_dict(), as_json=True)
+                emit_line(result.as_dict())
                 continue
             verdict = "[green]traced[/green]" if result.found else "[red]not found[/red]"
             console.print(f"{verdict} {image}", highlight=False)

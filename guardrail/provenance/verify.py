@@ -9,7 +9,13 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from guardrail.provenance.manifest import governance_of
+from guardrail.provenance.manifest import (
+    DISCLOSURE_LABEL,
+    SOFT_BINDING_LABEL,
+    assertion_of,
+    governance_of,
+    source_types_of,
+)
 
 NO_MANIFEST = "NoManifest"
 UNTRUSTED = "signingCredential.untrusted"
@@ -31,6 +37,14 @@ class Verification:
     sha256: str = ""
     audit: dict[str, Any] | None = None
     """With a database: the logged call's status and decision, and `hash_matches`."""
+    disclosure: dict[str, Any] | None = None
+    """The disclosure assertion (provider, system, created, id, ai_generated), untrusted like all."""
+    source_types: list[str] = field(default_factory=list)
+    """The actions' digitalSourceType values (IPTC)."""
+    soft_binding: dict[str, Any] | None = None
+    """The c2pa.soft-binding assertion (the watermark's algorithm and value), if any."""
+    timestamp: str | None = None
+    """When a time-stamping authority countersigned the signature (RFC 3161), if one did."""
 
     @property
     def audit_id(self) -> str | None:
@@ -83,6 +97,10 @@ class Verification:
             "governance": self.governance,
             "sha256": self.sha256,
             "audit": self.audit,
+            "disclosure": self.disclosure,
+            "source_types": self.source_types,
+            "soft_binding": self.soft_binding,
+            "timestamp": self.timestamp,
         }
 
 
@@ -115,7 +133,17 @@ def verify_bytes(data: bytes, *, source: str = "<bytes>", trust_anchors: str | N
         manifest_label=manifest.get("label"),
         governance=governance_of(manifest),
         sha256=digest,
+        disclosure=assertion_of(manifest, DISCLOSURE_LABEL),
+        source_types=source_types_of(manifest),
+        soft_binding=assertion_of(manifest, SOFT_BINDING_LABEL),
+        timestamp=_timestamp(manifest),
     )
+
+
+def _timestamp(manifest: dict[str, Any]) -> str | None:
+    info = manifest.get("signature_info")
+    value = info.get("time") if isinstance(info, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _list(value: Any) -> list[Any]:
