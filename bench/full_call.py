@@ -2,8 +2,8 @@
 
 A no-op generator returns K natural photos of S px (scikit-image's, resized), so what is measured is
 all that guardrail adds: the default policy, one screening set of N references (action flag, so
-every image goes on to be signed), C2PA signing to PNG with the development CA, the SQLite audit
-log. The bare generator is timed in the same run. Per-stage times are the medians the audit log
+every image goes on to be signed), the watermark, C2PA signing to PNG with the development CA, the
+SQLite audit log. The bare generator is timed in the same run. Per-stage times are the medians the audit log
 records for the measured calls. The set is built once and cached under .bench/ (about 20 s).
 
 Goals (issue 19, this 2-core CPU): 4 x 512 px, 10k references: <= 32 ms added per image; 1 x 1024 px:
@@ -60,7 +60,7 @@ def run(count: int, side: int, refset: ReferenceSet, calls: int, folder: Path) -
     images = photos(count, side)
 
     def generate(prompt: str, negative_prompt: str = "") -> list[Image.Image]:
-        return list(images)
+        return [image.copy() for image in images]  # fresh images: the watermark stage marks them in place
 
     ca = guardrail.create_dev_ca(folder / f"ca-{count}-{side}")
     policy = guardrail.parse_policy(

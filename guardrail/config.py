@@ -38,7 +38,9 @@ class ProvenanceConfig(_Strict):
     certificate_chain: str
     private_key: str
     algorithm: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
-    timestamp_url: str | None = None
+    timestamp_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """An RFC 3161 time-stamping authority (http or https): each signature is countersigned with the
+    time, so it stays valid after the signing certificate expires (trust the authority's root too)."""
     format: Literal["png", "jpeg", "webp"] = "png"
     jpeg_quality: int = Field(default=95, ge=1, le=100)
     thumbnail: bool = False

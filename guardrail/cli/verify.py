@@ -9,7 +9,7 @@ import typer
 
 from guardrail.cli.common import TrustAnchorsOption
 from guardrail.cli.common import trust_anchors as read_trust_anchors
-from guardrail.cli.output import JsonOption, console, emit_one
+from guardrail.cli.output import JsonOption, console, emit_line
 
 _COLOURS = {"Trusted": "green", "Valid": "yellow", "Invalid": "red", "NoManifest": "red"}
 
@@ -67,7 +67,7 @@ def verify(
             all_ok &= ok
             why = result.why_not(require_trusted=not allow_untrusted)
             if as_json:
-                emit_one({**result.as_dict(), "ok": ok, "why_not": why or None}, as_json=True)
+                emit_line({**result.as_dict(), "ok": ok, "why_not": why or None})
                 continue
             colour = _COLOURS.get(result.state, "red")
             console.print(f"[{colour}]{result.state}[/{colour}] {image}" + ("" if ok else "  [red]FAILED[/red]"))
@@ -75,6 +75,13 @@ def verify(
                 console.print(f"  why: {why}", markup=False, highlight=False)
             for code in result.failures:
                 console.print(f"  failure: {code}")
+            if result.timestamp:
+                console.print(
+                    f"  timestamp: {result.timestamp} (RFC 3161: the signature stays valid after its "
+                    "certificate expires, when the authority is trusted)",
+                    markup=False,
+                    highlight=False,
+                )
             if result.governance is not None:
                 console.print(f"  governance: {governance_summary(result.governance)}", markup=False)
             if result.audit is not None:
