@@ -10,6 +10,7 @@ torch tensors), so the caller's own output object carries the mark without being
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from guardrail.errors import MarkingError
@@ -30,48 +31,53 @@ class MarkOutputs:
         from guardrail.marking.watermark import NAME
 
         required = setting == "required"
-        results = list(self.each(lambda image: _mark(image, required), state.images))
-        skipped = {str(i): reason for i, (_, reason) in enumerate(results) if reason is not None}
+        marks = list(self.each(lambda image: _mark(image, required), state.images))
+        skipped = {str(i): mark.reason for i, mark in enumerate(marks) if mark.reason is not None}
         if required and skipped:
             assert state.call is not None
             first, reason = next(iter(skipped.items()))
             raise MarkingError(f"image {first} cannot carry the required watermark: {reason}", state.call.call_id)
-        tokens = tuple(token for token, _ in results)
         note: dict[str, Any] = {
             **state.notes.get("marking", {}),  # the label drawn before
             "watermark": NAME,
-            "marked": sum(t is not None for t in tokens),
+            "marked": sum(mark.token is not None for mark in marks),
         }
         if skipped:
             note["unmarked"] = skipped
-        from guardrail.screening.hashes import fingerprint
-
-        fingerprints = list(state.fingerprints)
-        for position, token in enumerate(tokens):
-            if token is not None and position < len(fingerprints):
-                fingerprints[position] = fingerprint(state.images[position])
         return state.evolve(
-            watermarks=tokens,
-            digests=tuple(image_sha256(image) for image in state.images),
-            fingerprints=tuple(fingerprints),
+            watermarks=tuple(mark.token for mark in marks),
+            digests=tuple(mark.digest or old for mark, old in zip(marks, state.digests, strict=False)),
+            fingerprints=tuple(mark.fingerprint or old for mark, old in zip(marks, state.fingerprints, strict=False)),
             notes=state.noted(marking=note),
         )
 
 
-def _mark(image: Any, verify: bool) -> tuple[int | None, str | None]:
-    """Mark one image in place: (its token, None), or (None, why it was left unmarked)."""
+@dataclass(frozen=True)
+class _Marked:
+    """One image after the stage: its token, hash and fingerprint when marked (taken again on the
+    worker thread: the registry describes what is returned), else why not."""
+
+    token: int | None = None
+    digest: str | None = None
+    fingerprint: tuple[int, int, int, int] | None = None
+    reason: str | None = None
+
+
+def _mark(image: Any, verify: bool) -> _Marked:
+    """Mark one image in place."""
     from guardrail.marking import watermark
+    from guardrail.screening.hashes import fingerprint
 
     pixels, why = pixels_of(image)
     if pixels is None:
-        return None, why
+        return _Marked(reason=why)
     if min(pixels.shape[:2]) < watermark.MIN_SIDE:
-        return None, f"{pixels.shape[1]}x{pixels.shape[0]} is under the mark's {watermark.MIN_SIDE} px"
+        return _Marked(reason=f"{pixels.shape[1]}x{pixels.shape[0]} is under the mark's {watermark.MIN_SIDE} px")
     token = watermark.new_token()
     marked = watermark.embed(pixels, token)
     if verify:
         found = watermark.detect(marked)
         if found is None or found.token != token:
-            return None, "the mark does not read back from this image (too flat or saturated)"
+            return _Marked(reason="the mark does not read back from this image (too flat or saturated)")
     write_pixels(image, marked)
-    return token, None
+    return _Marked(token, image_sha256(image), fingerprint(image))
