@@ -178,13 +178,7 @@ def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | 
                 "add a `provenance` section to guardrail.yaml or pass signer= to Guard",
             )
         )
-    label = policy.marking.label
-    if label is not None and label.font is not None:
-        from guardrail.marking.label import font_problem
-
-        problem = font_problem(label.font)
-        if problem:
-            gaps.append((["marking", "label", "font"], problem))
+    gaps += file_gaps(policy)
     if policy.privacy.prompts == "hmac" and not offered.hmac_key:
         gaps.append(
             (
@@ -194,6 +188,17 @@ def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | 
             )
         )
     return gaps
+
+
+def file_gaps(policy: Policy) -> list[tuple[list[str | int], str]]:
+    """Files a policy names that cannot be used (the visible label's font), whatever the Guard offers."""
+    label = policy.marking.label
+    if label is None or label.font is None:
+        return []
+    from guardrail.marking.label import font_problem
+
+    problem = font_problem(label.font)
+    return [(["marking", "label", "font"], problem)] if problem else []
 
 
 def with_options(config: GuardConfig, options: dict[str, Any], where: str = "Guard()") -> GuardConfig:

@@ -46,11 +46,12 @@ def validate(
     """Check policy files; every problem of every file is printed with file, line, column and field,
     including what the policy asks for that the Guard guardrail.yaml (when present) describes cannot do:
     unknown reference sets, concept rules without an embedding model, required signing without a
-    signer, HMAC prompts without a key (the same check a Guard makes at start).
+    signer, HMAC prompts without a key, a label font that cannot be read (the same check a Guard
+    makes at start).
 
     Example: guardrail policy validate policies/*.yaml --env prod
     """
-    from guardrail.config import Capabilities, load_config, policy_gaps
+    from guardrail.config import Capabilities, file_gaps, load_config, policy_gaps
     from guardrail.policy.load import load_policy, locate, read_text_file, read_yaml
 
     offered = Capabilities.of(load_config(config)) if config.exists() else None
@@ -61,13 +62,14 @@ def validate(
         except PolicyError as exc:
             problems += exc.problems
             continue
-        gaps = policy_gaps(policy, offered) if offered is not None else []
+        gaps = policy_gaps(policy, offered) if offered is not None else file_gaps(policy)
         if gaps:
             data = read_yaml(read_text_file(file), str(file))
             for path, message in gaps:
                 line, column = locate(data, path)
                 field = ".".join(str(part) for part in path)
-                problems.append(Problem(f"{message} (checked against {config})", str(file), line, column, field))
+                against = f" (checked against {config})" if offered is not None else ""
+                problems.append(Problem(message + against, str(file), line, column, field))
             continue
         summary = f"policy {policy.name!r}, {len(policy.rules)} rules, version {policy.version[:12]}"
         console.print(f"[green]ok[/green] {file}: {summary}")

@@ -87,3 +87,13 @@ def test_a_user_font_is_used_and_a_missing_one_refused_at_start(sqlite_url: str,
     missing = guardrail.parse_policy(POLICY + f"marking: {{label: {{text: x, font: {tmp_path / 'none.ttf'}}}}}\n")
     with pytest.raises(guardrail.ConfigError, match=r"none\.ttf"):
         guardrail.Guard(policy=missing, database=sqlite_url)
+
+
+def test_policy_validate_names_a_missing_label_font(tmp_path: Path, capsys) -> None:
+    from tests.cli.test_cli import run
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("name: p\nmarking:\n  label:\n    text: AI\n    font: fonts/missing.ttf\n")
+    code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(tmp_path / "none.yaml"))
+    flat = " ".join(err.split())
+    assert code == 2 and "p.yaml:5:5: marking.label.font: font file 'fonts/missing.ttf' does not exist" in flat
