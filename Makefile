@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint bench postgres clean
+.PHONY: install demo test lint bench postgres fonts clean
 INTEROP := tests/interop/node_modules/.installed-stamp
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy guardrail
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code under test.
-test: $(STAMP) $(INTEROP) postgres lint
+test: $(STAMP) $(INTEROP) postgres fonts lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -45,6 +45,13 @@ postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n1) main start) || \
 	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; its tests will fail"
+
+# A CJK font (Debian's fonts-wqy-microhei, Apache-2.0 / GPL) for the visible label's CJK test.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+fonts:
+	@test -f $(CJK_FONT) || \
+	  (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -q fonts-wqy-microhei >/dev/null) || \
+	  echo "warning: $(CJK_FONT) is missing (apt-get install fonts-wqy-microhei); the CJK label test will fail"
 
 bench: $(STAMP)
 	$(PY) bench/policy_eval.py

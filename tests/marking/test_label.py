@@ -97,3 +97,24 @@ def test_policy_validate_names_a_missing_label_font(tmp_path: Path, capsys) -> N
     code, _, err = run(capsys, "policy", "validate", str(policy), "--config", str(tmp_path / "none.yaml"))
     flat = " ".join(err.split())
     assert code == 2 and "p.yaml:5:5: marking.label.font: font file 'fonts/missing.ttf' does not exist" in flat
+
+
+def test_cjk_text_is_drawn_with_a_user_font(sqlite_url: str) -> None:
+    """GB 45438 labels are Chinese: with a CJK font the glyphs are drawn, so two different texts give
+    two different bands; Pillow's own font has no CJK glyphs and draws the same boxes for both."""
+    font = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    if not font.is_file():
+        pytest.fail(f"{font} is missing: run `make test` (it installs Debian's fonts-wqy-microhei)")
+
+    def band(text: str, face: str) -> np.ndarray:
+        out, outcome = labelled(sqlite_url, f"{{watermark: off, label: {{text: {text}{face}}}}}", [photo("coffee")])
+        drawn = outcome["detail"]["marking"]["label"][0]
+        assert drawn["text"] == text
+        box = drawn["band"]
+        return np.asarray(out.images[0])[box["y"] : box["y"] + box["height"], box["x"] : box["x"] + box["width"]]
+
+    texts = ("人工智能生成", "合成内容标识")
+    cjk = [band(text, f", font: {font}") for text in texts]
+    assert cjk[0].shape == cjk[1].shape and (cjk[0] != cjk[1]).mean() > 0.05
+    boxes = [band(text, "") for text in texts]
+    assert boxes[0].shape == boxes[1].shape and (boxes[0] == boxes[1]).all()
