@@ -101,8 +101,11 @@ def _watermark(marks: Marks) -> tuple[bool, str]:
     if found is None:
         return False, "no watermark read from the pixels"
     evidence = f"{found.algorithm} carries token {found.token:08x} (confidence {found.confidence})"
-    binding = marks.verification.soft_binding
-    if binding:
+    from guardrail.marking.watermark import ALGORITHM
+
+    bindings = [b for b in marks.verification.soft_bindings if str(b.get("alg", "")).startswith(ALGORITHM)]
+    if bindings:
+        binding = bindings[0]
         blocks = binding.get("blocks")
         value = blocks[0].get("value") if isinstance(blocks, list) and blocks and isinstance(blocks[0], dict) else None
         try:

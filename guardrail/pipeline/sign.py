@@ -32,7 +32,7 @@ class Sign:
                 state.decision,
                 state.notes.get("screening"),
                 marking=_marking(state.notes.get("marking")),
-                soft_bindings=_soft_bindings(state.watermarks),
+                soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
             )
         except SigningError as exc:
             if state.engine.policy.provenance.required:
@@ -41,11 +41,23 @@ class Sign:
         return state.evolve(signed=tuple(signed))
 
 
-def _soft_bindings(watermarks: tuple[int | None, ...]) -> list[SoftBinding | None]:
-    """Each marked image's soft binding: the watermark's algorithm and its token (4 bytes, big-endian)."""
+def _soft_bindings(
+    watermarks: tuple[int | None, ...], fingerprints: tuple[tuple[int, int, int, int], ...]
+) -> list[list[SoftBinding]]:
+    """Each image's soft bindings: the watermark's algorithm and token (4 bytes, big-endian) when it
+    was marked, then the perceptual fingerprint's name and its four 64-bit hashes (32 bytes)."""
     from guardrail.marking.watermark import NAME
+    from guardrail.screening.hashes import FINGERPRINT
 
-    return [None if token is None else SoftBinding(NAME, token.to_bytes(4, "big")) for token in watermarks]
+    count = max(len(watermarks), len(fingerprints))
+    bindings: list[list[SoftBinding]] = [[] for _ in range(count)]
+    for index, token in enumerate(watermarks):
+        if token is not None:
+            bindings[index].append(SoftBinding(NAME, token.to_bytes(4, "big")))
+    for index, hashes in enumerate(fingerprints):
+        value = b"".join(h.to_bytes(8, "big") for h in hashes)
+        bindings[index].append(SoftBinding(f"org.guardrail.fingerprint.{FINGERPRINT}", value))
+    return bindings
 
 
 def _marking(note: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ ingredient provenance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +59,7 @@ class SoftBinding:
     value: bytes
 
     def assertion(self) -> dict[str, Any]:
+        """The assertion (c2pa numbers a second one of an image itself: `c2pa.soft-binding__1`)."""
         import base64
 
         value = base64.b64encode(self.value).decode()
@@ -143,17 +145,16 @@ def build_manifest(
 
 
 def image_manifest(
-    manifest: dict[str, Any], audit_id: str, index: int, soft_binding: SoftBinding | None = None
+    manifest: dict[str, Any], audit_id: str, index: int, soft_bindings: Sequence[SoftBinding] = ()
 ) -> dict[str, Any]:
     """The call's manifest for image `index`: its disclosure carries the image's unique identifier, and
-    its soft binding the watermark it was marked with."""
+    its soft bindings the watermark it was marked with and its perceptual fingerprint."""
     assertions = []
     for assertion in manifest["assertions"]:
         if assertion["label"] == DISCLOSURE_LABEL:
             assertion = {**assertion, "data": {**assertion["data"], "id": f"urn:guardrail:{audit_id}:{index}"}}
         assertions.append(assertion)
-    if soft_binding is not None:
-        assertions.append(soft_binding.assertion())
+    assertions += [binding.assertion() for binding in soft_bindings]
     return {**manifest, "assertions": assertions}
 
 
@@ -196,6 +197,16 @@ def assertion_of(manifest: dict[str, Any], label: str) -> dict[str, Any] | None:
             data = assertion.get("data")
             return dict(data) if isinstance(data, dict) else {}
     return None
+
+
+def assertions_of(manifest: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    """The data of every assertion with this label (soft bindings come one per method), untrusted."""
+    assertions = manifest.get("assertions") if isinstance(manifest, dict) else None
+    return [
+        dict(a["data"]) if isinstance(a.get("data"), dict) else {}
+        for a in (assertions if isinstance(assertions, list) else [])
+        if isinstance(a, dict) and a.get("label") == label
+    ]
 
 
 def governance_of(manifest: dict[str, Any]) -> dict[str, Any] | None:

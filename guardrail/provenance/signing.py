@@ -137,7 +137,7 @@ def sign_call(
     screening: dict[str, Any] | None = None,
     *,
     marking: dict[str, Any] | None = None,
-    soft_bindings: Sequence[SoftBinding | None] = (),
+    soft_bindings: Sequence[Sequence[SoftBinding]] = (),
     each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
     """Sign every image of one call with the call's manifest (with the screening summary, when the
@@ -160,7 +160,7 @@ def sign_call(
 
     def one(item: tuple[int, Any]) -> SignedImage:
         index, image = item
-        binding = soft_bindings[index] if index < len(soft_bindings) else None
-        return signer.sign(image, image_manifest(manifest, ctx.call_id, index, binding), parts)
+        bindings = soft_bindings[index] if index < len(soft_bindings) else ()
+        return signer.sign(image, image_manifest(manifest, ctx.call_id, index, bindings), parts)
 
     return list(each(one, enumerate(images)))

@@ -13,6 +13,7 @@ from guardrail.provenance.manifest import (
     DISCLOSURE_LABEL,
     SOFT_BINDING_LABEL,
     assertion_of,
+    assertions_of,
     governance_of,
     source_types_of,
 )
@@ -41,8 +42,8 @@ class Verification:
     """The disclosure assertion (provider, system, created, id, ai_generated), untrusted like all."""
     source_types: list[str] = field(default_factory=list)
     """The actions' digitalSourceType values (IPTC)."""
-    soft_binding: dict[str, Any] | None = None
-    """The c2pa.soft-binding assertion (the watermark's algorithm and value), if any."""
+    soft_bindings: list[dict[str, Any]] = field(default_factory=list)
+    """The c2pa.soft-binding assertions (each: an algorithm and its value: the watermark, the fingerprint)."""
     timestamp: str | None = None
     """When a time-stamping authority countersigned the signature (RFC 3161), if one did."""
 
@@ -99,7 +100,7 @@ class Verification:
             "audit": self.audit,
             "disclosure": self.disclosure,
             "source_types": self.source_types,
-            "soft_binding": self.soft_binding,
+            "soft_bindings": self.soft_bindings,
             "timestamp": self.timestamp,
         }
 
@@ -135,7 +136,7 @@ def verify_bytes(data: bytes, *, source: str = "<bytes>", trust_anchors: str | N
         sha256=digest,
         disclosure=assertion_of(manifest, DISCLOSURE_LABEL),
         source_types=source_types_of(manifest),
-        soft_binding=assertion_of(manifest, SOFT_BINDING_LABEL),
+        soft_bindings=assertions_of(manifest, SOFT_BINDING_LABEL),
         timestamp=_timestamp(manifest),
     )
 

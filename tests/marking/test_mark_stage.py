@@ -15,6 +15,7 @@ from PIL import Image
 import guardrail
 from guardrail.images import image_sha256
 from guardrail.marking import watermark
+from guardrail.screening.hashes import FINGERPRINT, fingerprint
 from tests.conftest import events, make_signer
 
 POLICY = "name: p\nprivacy: {prompts: plaintext}\n"
@@ -53,9 +54,11 @@ def test_each_returned_image_carries_its_own_logged_token(sqlite_url: str, dev_c
             assert watermark.detect(np.asarray(Image.open(io.BytesIO(signed.data)).convert("RGB"))).token == token.token
             with c2pa.Reader("image/png", io.BytesIO(signed.data)) as reader:
                 manifest = reader.get_active_manifest()
-            binding = {a["label"]: a["data"] for a in manifest["assertions"]}["c2pa.soft-binding"]
-            assert binding["alg"] == watermark.NAME
-            assert base64.b64decode(binding["blocks"][0]["value"]) == token.token.to_bytes(4, "big")
+            bindings = [a["data"] for a in manifest["assertions"] if a["label"] == "c2pa.soft-binding"]
+            assert [b["alg"] for b in bindings] == [watermark.NAME, f"org.guardrail.fingerprint.{FINGERPRINT}"]
+            values = [base64.b64decode(b["blocks"][0]["value"]) for b in bindings]
+            assert values[0] == token.token.to_bytes(4, "big")
+            assert values[1] == b"".join(h.to_bytes(8, "big") for h in fingerprint(Image.open(io.BytesIO(signed.data))))
 
 
 def test_arrays_and_tensors_are_marked_in_place(sqlite_url: str) -> None:

@@ -72,7 +72,8 @@ def test_no_default_thumbnail_and_small_manifest(signing_guard) -> None:
     assert "thumbnail" not in manifest
     from guardrail.images import encode
 
-    assert len(out.governance.signed[0].data) - len(encode(image, "PNG")) < 5000
+    # the manifest (with the governance, disclosure and two soft-binding assertions) stays small
+    assert len(out.governance.signed[0].data) - len(encode(image, "PNG")) < 6000
 
 
 def test_trust_depends_on_the_anchors(signing_guard, dev_ca, other_ca) -> None:
