@@ -1,6 +1,7 @@
 """One guarded call as a declared list of stages over one typed call state, run by one loop.
 
-    read -> audit_request -> check_inputs -> decide -> apply -> generate -> hash_outputs -> screen_outputs -> sign
+    read -> audit_request -> check_inputs -> decide -> apply -> generate -> hash_outputs
+         -> fingerprint_outputs -> screen_outputs -> label_outputs -> watermark_outputs -> sign
          -> (finish) audit_outcome -> attach
 
 The Guard declares the list (guardrail.guard.Guard.pipeline); `CallPipeline.run` times each stage,
