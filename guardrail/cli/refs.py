@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from guardrail.cli.common import ConfigOption, configured_embedder
-from guardrail.cli.output import JsonOption, console, emit, emit_one
+from guardrail.cli.output import JsonOption, console, emit, emit_line
 
 app = typer.Typer(help="Protected reference sets (logos, characters, artworks, your own assets).", no_args_is_help=True)
 
@@ -167,7 +167,7 @@ def match_(
             "matches": [m.as_dict() for m in found],
         }
         if as_json:
-            emit_one(result, as_json=True)
+            emit_line(result)
         else:
             console.print(f"{result['verdict']}: {path}", markup=False)
             for m in found:

@@ -217,10 +217,11 @@ def test_refs_cli(tmp_path: Path, capsys) -> None:
     assert json.loads(out.splitlines()[0])["references"] == 3
     query = tmp_path / "query.jpg"
     jpeg_and_resize(photo("coffee")).save(query)
-    code, out, _ = run(capsys, "refs", "match", str(query), "--root", root, "--json")
-    result = json.loads(out)
-    assert code == 1 and result["verdict"] == "match" and result["matches"][0]["label"] == "coffee"
     photo("rocket").save(tmp_path / "other.png")
+    code, out, _ = run(capsys, "refs", "match", str(query), str(tmp_path / "other.png"), "--root", root, "--json")
+    result, other = map(json.loads, out.splitlines())  # JSON lines: one object per image
+    assert code == 1 and result["verdict"] == "match" and result["matches"][0]["label"] == "coffee"
+    assert other["verdict"] == "no match" and other["image"].endswith("other.png")
     assert run(capsys, "refs", "match", str(tmp_path / "other.png"), "--root", root)[0] == 0
     reference_id = next(
         r["id"]
