@@ -14,9 +14,9 @@ RivaGAN were measured too and missed the goals on a CPU):
   autocorrelation of the image's noise gives the tile's period, hence the scale of a resized copy.
 - **Error correction.** The 66 payload bits (the token, then 34 check bits) are six symbols of a
   biorthogonal first-order Reed-Muller code (Hadamard rows of length 1024 with a sign, 11 bits each),
-  each on its own keyed carrier, decoded at maximum likelihood with a Hadamard transform (one 1024 x 1024 product: faster than a
-  numpy FWHT at this size),
-  with successive interference cancellation between the symbols.
+  each on its own keyed carrier, decoded at maximum likelihood with a Hadamard transform (one
+  1024 x 1024 product: faster than a numpy FWHT at this size), with successive interference
+  cancellation between the symbols.
 - **False detections are bounded by construction.** A payload is accepted only when its 34 check bits
   (a keyed BLAKE2b of the token) agree; an unmarked image decodes to random symbols, so each decoding
   hypothesis passes with probability 2^-34, and a detection tries at most `MAX_HYPOTHESES`: at most
