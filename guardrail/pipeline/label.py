@@ -1,7 +1,8 @@
 """Stage: the visible label, drawn onto every returned image before the watermark and the signature
 (both then cover it), in place, in the containers the pipeline returned. Its text, position and size
-go into the audit outcome and the manifest's governance assertion. An image the label cannot be
-drawn on withholds the call's images: a policy that asks for an explicit label is not met without it."""
+go into the audit outcome and the manifest's governance assertion; each labelled image's hash and
+fingerprint are taken again. An image the label cannot be drawn on withholds the call's images: a
+policy that asks for an explicit label is not met without it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from guardrail.errors import MarkingError
-from guardrail.images import image_sha256, pixels_of, write_pixels
+from guardrail.images import pixels_of, write_pixels
+from guardrail.pipeline.outputs import as_returned
 from guardrail.pipeline.state import CallState
 
 
@@ -25,7 +27,7 @@ class LabelOutputs:
             return state
         from guardrail.marking.label import draw_label
 
-        def one(image: Any) -> dict[str, Any]:
+        def one(image: Any) -> tuple[dict[str, Any], tuple[str, tuple[int, int, int, int]]]:
             pixels, why = pixels_of(image)
             if pixels is None:
                 assert state.call is not None
@@ -38,10 +40,12 @@ class LabelOutputs:
                 assert state.call is not None
                 raise MarkingError(f"the policy's visible label cannot be drawn: {exc}", state.call.call_id) from None
             write_pixels(image, pixels)
-            return drawn
+            return drawn, as_returned(image)
 
-        drawn = list(self.each(one, state.images))
-        note = {**state.notes.get("marking", {}), "label": drawn}
+        results = list(self.each(one, state.images))
+        note = {**state.notes.get("marking", {}), "label": [drawn for drawn, _ in results]}
         return state.evolve(
-            digests=tuple(image_sha256(image) for image in state.images), notes=state.noted(marking=note)
+            digests=tuple(digest for _, (digest, _) in results),
+            fingerprints=tuple(hashes for _, (_, hashes) in results),
+            notes=state.noted(marking=note),
         )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardrail.errors import MarkingError
-from guardrail.images import image_sha256, pixels_of, write_pixels
+from guardrail.images import pixels_of, write_pixels
+from guardrail.pipeline.outputs import as_returned
 from guardrail.pipeline.state import CallState
 
 
@@ -66,7 +67,6 @@ class _Marked:
 def _mark(image: Any, verify: bool) -> _Marked:
     """Mark one image in place."""
     from guardrail.marking import watermark
-    from guardrail.screening.hashes import fingerprint
 
     pixels, why = pixels_of(image)
     if pixels is None:
@@ -80,4 +80,4 @@ def _mark(image: Any, verify: bool) -> _Marked:
         if found is None or found.token != token:
             return _Marked(reason="the mark does not read back from this image (too flat or saturated)")
     write_pixels(image, marked)
-    return _Marked(token, image_sha256(image), fingerprint(image))
+    return _Marked(token, *as_returned(image))

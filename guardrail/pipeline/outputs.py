@@ -35,6 +35,14 @@ class FingerprintOutputs:
         return state.evolve(fingerprints=tuple(self.each(fingerprint, state.images)))
 
 
+def as_returned(image: Any) -> tuple[str, tuple[int, int, int, int]]:
+    """The SHA-256 and perceptual fingerprint of an image whose pixels a stage changed (label, mark):
+    the audit outcome and the registry describe what the caller gets."""
+    from guardrail.screening.hashes import fingerprint
+
+    return image_sha256(image), fingerprint(image)
+
+
 class ScreenOutputs:
     """Screens the outputs for the active policy, and for the shadow policy (sharing the results when
     both screen with the same sets and thresholds)."""

@@ -8,10 +8,13 @@ import c2pa
 import numpy as np
 import pytest
 import skimage.data
+import sqlalchemy as sa
 from PIL import Image
 
 import guardrail
+from guardrail.images import image_sha256
 from guardrail.marking import watermark
+from guardrail.screening.hashes import fingerprint
 from tests.conftest import events, make_signer
 
 POLICY = "name: p\nprivacy: {prompts: plaintext}\n"
@@ -46,6 +49,11 @@ def test_the_label_is_drawn_in_its_band_only_and_tall_enough(sqlite_url: str) ->
     assert changed[inside].mean() > 0.9 and not changed[~inside].any()
     band = after[y0 : y1 + 1, x0 : x1 + 1].astype(int)
     assert (band.max(axis=2) >= 250).sum() > 0.02 * band[..., 0].size  # white text on the dark band
+    # the audit outcome and the registry describe the labelled pixels, not the generated ones
+    assert outcome["detail"]["outputs"][0]["sha256"] == image_sha256(out.images[0]) != image_sha256(before)
+    with sa.create_engine(sqlite_url).connect() as connection:
+        registered = connection.execute(sa.text("select hash0, hash1, hash2, hash3 from output_fingerprints")).one()
+    assert tuple(h % (1 << 64) for h in registered) == fingerprint(out.images[0])
 
 
 def test_label_then_watermark_then_signature(sqlite_url: str, dev_ca) -> None:
