@@ -12,7 +12,8 @@ GuardrailError
 ├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
 │                            screening; carries .decision and .audit_id; no image is returned
 ├── SigningError             an image could not be signed; carries .audit_id when a call was on record
-├── MarkingError             a watermark the policy requires could not be embedded; no image is returned
+├── MarkingError             a watermark or visible label the policy requires could not be put on an
+│                            image; carries .audit_id; no image is returned
 └── AuditError               the audit database cannot be reached or written (operational)
     ├── DatabaseUnavailable  raised when a Guard starts, not at its first call
     └── AuditWriteError      an event could not be written after retries; no image is returned
@@ -117,8 +118,9 @@ class SigningError(GuardrailError):
 
 
 class MarkingError(GuardrailError):
-    """An image could not carry the watermark the policy requires (too small, a pixel format the mark
-    does not support, or a mark that does not read back); the call's images are withheld."""
+    """An image could not carry the watermark or the visible label the policy requires (too small, a
+    pixel format the marking stages do not write, a mark that does not read back, a label that does not
+    fit); the call's images are withheld."""
 
     def __init__(self, message: str, audit_id: str | None = None) -> None:
         self.audit_id = audit_id

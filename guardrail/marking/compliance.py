@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardrail.marking.watermark import Detection
-from guardrail.provenance.verify import Verification
+from guardrail.provenance.manifest import COMPOSITE, TRAINED
+from guardrail.provenance.verify import NO_MANIFEST, Verification
 
-AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
+AI_SOURCE_TYPES = tuple(uri.rsplit("/", 1)[-1] for uri in (TRAINED, COMPOSITE))
+"""The IPTC digital source types of AI-generated images, by their last part (full URIs and bare names match)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _signed(marks: Marks) -> tuple[bool, str]:
 def _timestamp(marks: Marks) -> tuple[bool, str]:
     if marks.verification.timestamp:
         return True, f"countersigned by a time-stamping authority at {marks.verification.timestamp}"
-    if marks.verification.state == "NoManifest":
+    if marks.verification.state == NO_MANIFEST:
         return False, "no C2PA manifest"
     return False, "the manifest's signature carries no RFC 3161 timestamp (configure provenance.timestamp_url)"
 
@@ -128,16 +130,16 @@ def _ai_disclosed(marks: Marks) -> tuple[bool, str]:
     return False, "no machine-readable statement that the image is AI-generated"
 
 
-def _field(name: str, read: Callable[[dict[str, Any]], Any]) -> Check:
+_CONFIGURE = " (set provenance.provider / provenance.system in guardrail.yaml)"
+
+
+def _field(name: str, read: Callable[[dict[str, Any]], Any], hint: str = "") -> Check:
     def check(marks: Marks) -> tuple[bool, str]:
         value = read(marks.disclosure)
         if isinstance(value, str) and value.strip():
             return True, f"{name}: {value}"
         where = "no disclosure assertion" if not marks.disclosure else f"the disclosure assertion has no {name}"
-        configurable = name in ("provider", "system name", "system version")
-        return False, where + (
-            " (set provenance.provider / provenance.system in guardrail.yaml)" if configurable else ""
-        )
+        return False, where + hint
 
     return check
 
@@ -154,10 +156,13 @@ def _visible_label(marks: Marks) -> tuple[bool, str]:
     texts = [item.get("text") for item in marks.label if isinstance(item, dict) and isinstance(item.get("text"), str)]
     if texts:
         return True, f"the signed manifest records the visible label {texts[0]!r} drawn on the image"
-    if marks.verification.state == "NoManifest":
+    if marks.verification.state == NO_MANIFEST:
         return False, "no C2PA manifest records a visible label (a person can still look at the image)"
     return False, "the manifest records no visible label (configure marking.label in the policy)"
 
+
+_provider = _field("provider", lambda d: d.get("provider"), _CONFIGURE)
+_unique_id = _field("id", lambda d: d.get("id"))
 
 _EU = "EU AI Act Art. 50(2); Code of Practice on marking and labelling"
 _CA = "California SB 942 (Bus. & Prof. Code 22757.3(b)), latent disclosure"
@@ -171,11 +176,13 @@ REGIMES: dict[str, list[Requirement]] = {
         Requirement("ai_disclosed", "EU AI Act Art. 50(2)", "marked machine-readably as AI-generated", _ai_disclosed),
     ],
     "ca-sb942": [
-        Requirement("provider", _CA, "the name of the provider", _field("provider", lambda d: d.get("provider"))),
-        Requirement("system_name", _CA, "the name of the GenAI system", _field("system name", _system("name"))),
-        Requirement("system_version", _CA, "its version", _field("system version", _system("version"))),
+        Requirement("provider", _CA, "the name of the provider", _provider),
+        Requirement(
+            "system_name", _CA, "the name of the GenAI system", _field("system name", _system("name"), _CONFIGURE)
+        ),
+        Requirement("system_version", _CA, "its version", _field("system version", _system("version"), _CONFIGURE)),
         Requirement("created", _CA, "the time and date of creation", _field("created", lambda d: d.get("created"))),
-        Requirement("unique_id", _CA, "a unique identifier", _field("id", lambda d: d.get("id"))),
+        Requirement("unique_id", _CA, "a unique identifier", _unique_id),
         Requirement(
             "watermark", f"{_CA}: permanent or extraordinarily difficult to remove", "a mark in the pixels", _watermark
         ),
@@ -190,13 +197,13 @@ REGIMES: dict[str, list[Requirement]] = {
             "provider",
             f"{_CN}, Art. 5 (implicit label)",
             "the provider's name in the metadata",
-            _field("provider", lambda d: d.get("provider")),
+            _provider,
         ),
         Requirement(
             "content_id",
             f"{_CN}, Art. 5 (implicit label)",
             "a content identifier in the metadata",
-            _field("id", lambda d: d.get("id")),
+            _unique_id,
         ),
         Requirement("signed_manifest", f"{_CN}, Art. 5", "the metadata intact (a valid signed manifest)", _signed),
         Requirement(

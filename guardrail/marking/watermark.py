@@ -128,14 +128,8 @@ def detect(pixels: Any) -> Detection | None:
     found = _decode(residual, 1.0)
     if found is not None:
         return found
-    # a resized copy: the estimated periods (each refined where the sync pattern stands out most), the
-    # strongest first, then the common scales as they are
-    refined = [
-        max(((estimate * (1 + step), _sync_peak(_rescaled(residual, estimate * (1 + step)))) for step in _REFINE),
-            key=lambda c: c[1])
-        for estimate in _scales(residual)
-    ]  # fmt: skip
-    refined.sort(key=lambda c: -c[1])
+    # a resized copy: the estimated periods, each refined, the strongest first; then the common scales as they are
+    refined = sorted((_refined(residual, estimate) for estimate in _scales(residual)), key=lambda c: -c[1])
     for scale in [*(scale for scale, _ in refined[:DECODED_SCALES]), *COMMON_SCALES]:
         resized = _rescaled(luma, scale)  # the payload is read from the image scaled back, not its residual
         if min(resized.shape) >= TILE // 4 and (found := _decode(_residual(resized), scale)) is not None:
@@ -147,6 +141,12 @@ _REFINE = (0.0, -0.006, 0.006, -0.012, 0.012)
 """Relative steps around an estimated scale: a period off by 1 % drifts by a chip over four tiles."""
 _MAX_RESCALED = 5 * TILE
 """The most of a resized copy that is scaled back (upscaling a small copy in full costs the most)."""
+
+
+def _refined(residual: Any, estimate: float) -> tuple[float, float]:
+    """(scale, sync peak) of the step around an estimated scale where the sync pattern stands out most."""
+    candidates = [estimate * (1 + step) for step in _REFINE]
+    return max(((scale, _sync_peak(_rescaled(residual, scale))) for scale in candidates), key=lambda c: c[1])
 
 
 def _rescaled(plane: Any, scale: float) -> Any:
@@ -164,7 +164,9 @@ def detect_image(image: Any) -> Detection | None:
     """detect() for a PIL image in any mode (palette, 16-bit and the rest are converted to RGB first)."""
     import numpy as np
 
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+    from guardrail.images import PIXEL_MODES
+
+    if image.mode not in PIXEL_MODES:
         image = image.convert("RGB")
     return detect(np.asarray(image))
 

@@ -191,12 +191,8 @@ def _labels(request: GenerationRequest) -> list[tuple[str, InputImage]]:
 def assertion_of(manifest: dict[str, Any], label: str) -> dict[str, Any] | None:
     """The data of a manifest's assertion with this label (read back by c2pa), if it has one. Anyone
     can sign one: treat every field as untrusted (a non-mapping assertion is returned as an empty dict)."""
-    assertions = manifest.get("assertions") if isinstance(manifest, dict) else None
-    for assertion in assertions if isinstance(assertions, list) else []:
-        if isinstance(assertion, dict) and assertion.get("label") == label:
-            data = assertion.get("data")
-            return dict(data) if isinstance(data, dict) else {}
-    return None
+    found = assertions_of(manifest, label)
+    return found[0] if found else None
 
 
 def assertions_of(manifest: dict[str, Any], label: str) -> list[dict[str, Any]]:
