@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from guardrail.images import to_pil
+from guardrail.screening.threads import single_threaded
 
 KEYPOINTS = "orb512-clahe/v1"
 """Name and version of the keypoint features; a reference set records it and refuses others."""
@@ -80,7 +81,8 @@ def inliers(query: Keypoints, reference: Keypoints) -> int:
         return 0
     index = faiss.IndexBinaryFlat(reference.descriptors.shape[1] * 8)  # 4x faster than OpenCV's BFMatcher
     index.add(reference.descriptors)
-    distances, neighbours = index.search(query.descriptors, 2)
+    with single_threaded():
+        distances, neighbours = index.search(query.descriptors, 2)
     nearest, second = distances[:, 0], distances[:, 1]
     good = np.flatnonzero((nearest < _RATIO * second) & (nearest <= _MAX_HAMMING))
     # one query keypoint per reference keypoint, the closest: repeats are not evidence
@@ -132,18 +134,21 @@ class KeypointIndex:
 
         faiss.write_index_binary(self.index, str(path))
 
-    def vote(self, query: Keypoints, mirrored: Keypoints, *, limit: int) -> list[tuple[int, bool]]:
-        """(reference, whether the mirror image voted for it) for the references with the most query
-        keypoints nearest to theirs, from the image's keypoints and its mirror image's."""
-        if not len(query) and not len(mirrored):
-            return []
-        distances, rows = self.index.search(np.vstack([query.descriptors, mirrored.descriptors]), 1)
+    def nearest(self, query: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+        """For each query keypoint, the reference owning the nearest descriptor, and whether it is near
+        enough to count as a vote."""
+        with single_threaded():
+            distances, rows = self.index.search(query.descriptors, 1)
         owners = np.searchsorted(self.offsets, rows[:, 0], side="right") - 1
-        close = (distances[:, 0] <= _MAX_HAMMING) & (rows[:, 0] >= 0)
+        return owners, (distances[:, 0] <= _MAX_HAMMING) & (rows[:, 0] >= 0)
+
+    def vote(
+        self, direct: tuple[np.ndarray, np.ndarray], mirrored: tuple[np.ndarray, np.ndarray], *, limit: int
+    ) -> list[tuple[int, bool]]:
+        """(reference, whether the mirror image voted for it) for the references with the most query
+        keypoints nearest to theirs, given nearest() of the image's keypoints and its mirror image's."""
         size = len(self.offsets) - 1
-        split = len(query)
-        direct = np.bincount(owners[:split][close[:split]], minlength=size)
-        flipped = np.bincount(owners[split:][close[split:]], minlength=size)
-        votes = np.maximum(direct, flipped)
+        plain, flipped = (np.bincount(owners[close], minlength=size) for owners, close in (direct, mirrored))
+        votes = np.maximum(plain, flipped)
         top = np.argsort(-votes, kind="stable")[:limit]
-        return [(int(i), bool(flipped[i] > direct[i])) for i in top if votes[i] >= 2]
+        return [(int(i), bool(flipped[i] > plain[i])) for i in top if votes[i] >= 2]

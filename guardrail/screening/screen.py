@@ -27,6 +27,7 @@ from guardrail.screening.hashes import distances, fingerprint
 from guardrail.screening.keypoints import Keypoints, detect, inliers, prepare
 from guardrail.screening.refsets import ReferenceSet
 from guardrail.screening.vectors import index_for
+from guardrail.workers import cores, spread
 
 if TYPE_CHECKING:
     from guardrail.screening.embeddings import ImageEmbedder
@@ -88,34 +89,99 @@ class Query:
         return fingerprint(self.image)
 
     @cached_property
-    def _prepared(self) -> np.ndarray:
+    def prepared(self) -> np.ndarray:
         return prepare(self.image)
 
     @cached_property
     def keypoints(self) -> Keypoints:
-        return detect(self._prepared)
+        return detect(self.prepared)
 
     @cached_property
     def mirrored_keypoints(self) -> Keypoints:
-        return detect(np.ascontiguousarray(self._prepared[:, ::-1]))
+        return detect(np.ascontiguousarray(self.prepared[:, ::-1]))
+
+    def directions(self, flip: bool) -> Keypoints:
+        return self.mirrored_keypoints if flip else self.keypoints
+
+
+@dataclass
+class _Plan:
+    """One image against one set: the matches of the cheap tiers, and the references (with the
+    directions, mirrored or not) that the keypoint tier verifies."""
+
+    query: Query
+    refset: ReferenceSet
+    rule: Any
+    matches: list[Match]
+    checks: dict[int, set[bool]]
+
+    def found(self, index: int, method: str, score: float, threshold: float) -> Match:
+        entry = self.refset.entries[index]
+        return Match(self.refset.name, entry.id, entry.label, method, score, threshold, self.rule.action)
 
 
 def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> list[Match]:
     """The references of a set that an image matches, closest first within each tier. `rule` is a
     Thresholds or the policy's ScreeningSet (same fields)."""
-    if not refset.entries:
-        return []
     query = query if isinstance(query, Query) else Query(query)
+    return _match_all([(query, refset, rule)])[0]
 
-    def found(index: int, method: str, score: float, threshold: float) -> Match:
-        entry = refset.entries[index]
-        return Match(refset.name, entry.id, entry.label, method, score, threshold, rule.action)
 
+def _match_all(
+    jobs: list[tuple[Query, ReferenceSet, Any]], each: Callable[..., Iterable[Any]] = map
+) -> list[list[Match]]:
+    """The matches of each (image, set, rule). The keypoint tier's work is done in rounds, each
+    spread over `each`: features (the image and its mirror image apart), votes (each direction
+    apart), verifications (in chunks); so that one large image uses every core as four small ones do."""
+    keyed = [(q, r) for q, r, rule in jobs if r.entries and rule.min_inliers is not None]
+    queries = list({id(q): q for q, _ in keyed}.values())
+    spread(each, lambda q: q.prepared, queries)
+    spread(each, lambda qf: qf[0].directions(qf[1]), [(q, f) for q in queries for f in (False, True)])
+    voting = [(q, r) for q, r in keyed if len(r.entries) > CANDIDATES]
+    nearest = spread(
+        each,
+        lambda qrf: qrf[1].keypoint_index().nearest(qrf[0].directions(qrf[2])),
+        [(q, r, f) for q, r in voting for f in (False, True)],
+    )
+    votes = {
+        (id(q), id(r)): r.keypoint_index().vote(nearest[2 * n], nearest[2 * n + 1], limit=CANDIDATES // 2)
+        for n, (q, r) in enumerate(voting)
+    }
+    plans = [_plan(q, r, rule, votes.get((id(q), id(r)), [])) for q, r, rule in jobs]
+    checks = [
+        (plan, i, flip)
+        for plan in plans
+        for i, directions in plan.checks.items()
+        if len(plan.refset.keypoints(i)) >= plan.rule.min_inliers
+        for flip in sorted(directions)
+    ]
+    counts = spread(each, lambda pif: inliers(pif[0].query.directions(pif[2]), pif[0].refset.keypoints(pif[1])), checks)
+    verified: dict[tuple[int, int], list[tuple[bool, int]]] = {}
+    for (plan, i, flip), count in zip(checks, counts, strict=True):
+        verified.setdefault((id(plan), i), []).append((flip, count))
+    for plan in plans:
+        for i in plan.checks:
+            for flip, count in verified.get((id(plan), i), []):
+                if count >= plan.rule.min_inliers:
+                    plan.matches.append(
+                        plan.found(i, "keypoints-mirror" if flip else "keypoints", count, plan.rule.min_inliers)
+                    )
+                    break
+    return [plan.matches for plan in plans]
+
+
+def _plan(query: Query, refset: ReferenceSet, rule: Any, voted: list[tuple[int, bool]]) -> _Plan:
+    """The hash and embedding tiers' matches, and the candidates for the keypoint tier: in a larger
+    set, those with the most keypoints near the image's (`voted`), then the closest by embedding and
+    by hash."""
+    plan = _Plan(query, refset, rule, [], {})
+    if not refset.entries:
+        return plan
     distance, mirror = distances(query.hashes, refset.hashes)
     limit = -1 if rule.max_distance is None else rule.max_distance
     hits = np.flatnonzero(distance <= limit)
-    matches = [
-        found(int(i), "phash-mirror" if mirror[i] else "phash", int(distance[i]), limit)
+    plan.matches += [
+        plan.found(int(i), "phash-mirror" if mirror[i] else "phash", int(distance[i]), limit)
         for i in hits[np.argsort(distance[hits], kind="stable")]
     ]
     matched = set(hits.tolist())
@@ -129,31 +195,19 @@ def match(query: Query | Any, refset: ReferenceSet, rule: Thresholds | Any) -> l
         indices, similarity = index_for(refset).search(query.embedding, CANDIDATES)
         for i, s in zip(indices.tolist(), similarity.tolist(), strict=True):
             if s >= rule.min_similarity and i not in matched:
-                matches.append(found(i, "clip", round(float(s), 4), rule.min_similarity))
+                plan.matches.append(plan.found(i, "clip", round(float(s), 4), rule.min_similarity))
                 matched.add(i)
         order += [(i, None) for i in indices.tolist()[:per_ranking]]
     if rule.min_inliers is None:
-        return matches
-    if large:  # keypoints vote: finds crops and rotations that neither hash nor embedding ranks high
-        voted = refset.keypoint_index().vote(query.keypoints, query.mirrored_keypoints, limit=CANDIDATES // 2)
-        order = [*voted, *order]
+        return plan
+    order = [*voted, *order]
     closest = np.argsort(distance, kind="stable")[: per_ranking + len(matched)].tolist()
     order += [(i, bool(mirror[i]) if large else None) for i in closest]
-    checks: dict[int, set[bool]] = {}
     for i, flip in order:
-        if i in matched or (i not in checks and len(checks) == CANDIDATES):
+        if i in matched or (i not in plan.checks and len(plan.checks) == CANDIDATES):
             continue
-        checks.setdefault(i, set()).update((False, True) if flip is None else (flip,))
-    for i, directions in checks.items():
-        reference = refset.keypoints(i)
-        if len(reference) < rule.min_inliers:
-            continue
-        for flip in sorted(directions):
-            count = inliers(query.mirrored_keypoints if flip else query.keypoints, reference)
-            if count >= rule.min_inliers:
-                matches.append(found(i, "keypoints-mirror" if flip else "keypoints", count, rule.min_inliers))
-                break
-    return matches
+        plan.checks.setdefault(i, set()).update((False, True) if flip is None else (flip,))
+    return plan
 
 
 def screen(
@@ -167,8 +221,8 @@ def screen(
 ) -> list[list[Match]]:
     """Matches of each image against every set the policy screens with (`sets`: name -> ScreeningSet).
     With an embedder, images are embedded once, in batches, for the sets that hold embeddings.
-    `each` maps the per-image work (an executor's map runs images concurrently: hashing, faiss and
-    OpenCV release the GIL)."""
+    `each` maps the work (an executor's map runs it concurrently: hashing, faiss and OpenCV release
+    the GIL)."""
     embeddings: list[np.ndarray | None] = [None] * len(images)
     with_vectors = [refsets[name] for name in sets if refsets[name].embeddings is not None]
     if embedder is not None and with_vectors:
@@ -177,10 +231,17 @@ def screen(
     known = hashes or [None] * len(images)
     queries = [Query(image, vector, h) for image, vector, h in zip(images, embeddings, known, strict=True)]
 
-    def one(query: Query) -> list[Match]:
-        return [m for name, rule in sets.items() for m in match(query, refsets[name], rule)]
+    def jobs(query: Query) -> list[tuple[Query, ReferenceSet, Any]]:
+        return [(query, refsets[name], rule) for name, rule in sets.items()]
 
-    return list(each(one, queries))
+    def one(query: Query) -> list[Match]:
+        return [m for found in _match_all(jobs(query)) for m in found]
+
+    if len(queries) >= cores():  # an image per worker: no waiting between rounds
+        return list(each(one, queries))
+    spread(each, lambda q: q.hashes, queries)
+    found = iter(_match_all([job for q in queries for job in jobs(q)], each))
+    return [[m for _ in sets for m in next(found)] for _ in queries]
 
 
 def prepare_indexes(refset: ReferenceSet) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from guardrail.screening.derived import derived_index
+from guardrail.screening.threads import single_threaded
 
 ANN_MIN = 100_000
 """Sets with at least this many embeddings are searched through the approximate index."""
@@ -74,7 +75,8 @@ class ApproximateIndex:
         faiss.write_index(self.index, str(path))
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        similarity, indices = self.index.search(vector[None, :].astype(np.float32), k)
+        with single_threaded():
+            similarity, indices = self.index.search(vector[None, :].astype(np.float32), k)
         keep = indices[0] >= 0
         return indices[0][keep], similarity[0][keep]
 

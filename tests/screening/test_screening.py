@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image, ImageOps
 
 import guardrail
 from guardrail.screening.refsets import ReferenceSet, ReferenceSetError
-from guardrail.screening.screen import Query, Thresholds, match
+from guardrail.screening.screen import Query, Thresholds, match, screen
 from tests.cli.test_cli import run
 from tests.conftest import events
 
@@ -290,6 +291,13 @@ def test_large_sets_find_crops_through_the_keypoint_vote(tmp_path: Path, caplog)
         assert [(m.label, m.method) for m in flipped] == [(name, "keypoints-mirror")]
     for name in ("rocket", "horse", "coins"):
         assert match(crop_and_rotate(photo(name)), refs, Thresholds()) == []
+    # on a pool: one image's work split into pieces, or an image per worker; the same matches
+    queries = [*(crop_and_rotate(photo(name)) for name in (*PROTECTED, "rocket")), ImageOps.mirror(photo("coffee"))]
+    expected = [match(query, refs, Thresholds()) for query in queries]
+    with ThreadPoolExecutor(2) as pool:
+        for batch in (queries[:1], queries[-1:], queries):
+            found = screen(batch, {"large": Thresholds()}, {"large": refs}, each=pool.map)
+            assert found == [expected[queries.index(query)] for query in batch]
     [saved] = refs.folder.glob("keypoints-*.faiss")  # the next process loads it instead of building
     again = ReferenceSet.open(refs.folder)
     assert [m.label for m in match(crop_and_rotate(photo("coffee")), again, Thresholds())] == ["coffee"]
