@@ -33,6 +33,7 @@ class Sign:
                 state.notes.get("screening"),
                 marking=_marking(state.notes.get("marking")),
                 soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
+                each=self.each,
             )
         except SigningError as exc:
             if state.engine.policy.provenance.required:
