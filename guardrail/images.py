@@ -19,15 +19,17 @@ def is_image(value: Any) -> bool:
 def image_sha256(image: Any) -> str:
     """SHA-256 over an image's pixels and shape, so the same pixels hash the same in any container."""
     if type(image).__module__.startswith("PIL."):
-        header = f"pil:{image.mode}:{image.width}x{image.height}:".encode()
-        return hashlib.sha256(header + image.tobytes()).hexdigest()
+        digest = hashlib.sha256(f"pil:{image.mode}:{image.width}x{image.height}:".encode())
+        digest.update(image.tobytes())
+        return digest.hexdigest()
     if type(image).__module__.startswith("torch"):
         image = image.detach().cpu().contiguous().numpy()
     import numpy as np
 
     array = np.ascontiguousarray(image)
-    header = f"array:{array.dtype.str}:{'x'.join(map(str, array.shape))}:".encode()
-    return hashlib.sha256(header + array.tobytes()).hexdigest()
+    digest = hashlib.sha256(f"array:{array.dtype.str}:{'x'.join(map(str, array.shape))}:".encode())
+    digest.update(array.data)  # the pixels, not a copy of them
+    return digest.hexdigest()
 
 
 def image_size(image: Any) -> tuple[int | None, int | None]:
@@ -199,16 +201,17 @@ PIXEL_MODES = ("RGB", "RGBA", "L", "LA")
 """PIL modes the marking stages write into (8 bits per channel)."""
 
 
-def pixels_of(image: Any) -> tuple[Any, str | None]:
+def pixels_of(image: Any, *, writable: bool = True) -> tuple[Any, str | None]:
     """An image's pixels as an 8-bit H x W (x C) array (a view where the image is one), or (None, why
-    they cannot be: a pixel format the marking stages do not write)."""
+    they cannot be: a pixel format the marking stages do not write). A caller that only reads them
+    says `writable=False` and spares a PIL image's copy."""
     import numpy as np
 
     module = type(image).__module__
     if module.startswith("PIL."):
         if image.mode not in PIXEL_MODES:
             return None, f"PIL mode {image.mode} cannot be marked or labelled (8-bit RGB, RGBA, L and LA can)"
-        return np.array(image), None  # a copy: PIL's own buffer is read-only to numpy
+        return (np.array(image) if writable else np.asarray(image)), None  # PIL's own buffer is read-only to numpy
     if module.startswith("torch"):
         if image.ndim != 3 or not image.is_floating_point():
             return (

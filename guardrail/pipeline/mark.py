@@ -9,20 +9,21 @@ torch tensors), so the caller's own output object carries the mark without being
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from guardrail.errors import MarkingError
-from guardrail.images import pixels_of, write_pixels
-from guardrail.pipeline.outputs import as_returned
+from guardrail.images import image_sha256, pixels_of, write_pixels
 from guardrail.pipeline.state import CallState
+from guardrail.workers import Each, cores, spread
 
 
 class MarkOutputs:
     name = "watermark_outputs"
 
-    def __init__(self, each: Callable[..., Iterable[Any]] = map) -> None:
+    def __init__(self, each: Each = map) -> None:
         self.each = each
 
     def __call__(self, state: CallState) -> CallState:
@@ -32,7 +33,11 @@ class MarkOutputs:
         from guardrail.marking.watermark import NAME
 
         required = setting == "required"
-        marks = list(self.each(lambda image: _mark(image, required), state.images))
+        images = list(state.images)
+        if len(images) >= cores():  # an image per worker
+            marks = list(self.each(lambda image: _mark(image, required), images))
+        else:  # each image's checks apart, so that one large image uses two cores
+            marks = [_mark(image, required, self.each) for image in images]
         skipped = {str(i): mark.reason for i, mark in enumerate(marks) if mark.reason is not None}
         if required and skipped:
             assert state.call is not None
@@ -64,20 +69,26 @@ class _Marked:
     reason: str | None = None
 
 
-def _mark(image: Any, verify: bool) -> _Marked:
-    """Mark one image in place."""
+def _mark(image: Any, verify: bool, each: Each = map) -> _Marked:
+    """Mark one image in place; then, through `each`, take its hash and fingerprint and (`verify`)
+    read the mark back. A required mark that does not read back fails the call, which withholds the
+    images."""
     from guardrail.marking import watermark
+    from guardrail.screening.hashes import fingerprint
 
-    pixels, why = pixels_of(image)
+    pixels, why = pixels_of(image, writable=False)  # embed returns a marked copy
     if pixels is None:
         return _Marked(reason=why)
     if min(pixels.shape[:2]) < watermark.MIN_SIDE:
         return _Marked(reason=f"{pixels.shape[1]}x{pixels.shape[0]} is under the mark's {watermark.MIN_SIDE} px")
     token = watermark.new_token()
     marked = watermark.embed(pixels, token)
-    if verify:
-        found = watermark.detect(marked)
-        if found is None or found.token != token:
-            return _Marked(reason="the mark does not read back from this image (too flat or saturated)")
     write_pixels(image, marked)
-    return _Marked(token, *as_returned(image))
+    # what is returned is described again (the registry describes it), and the mark read back
+    checks: list[Callable[[], Any]] = [partial(image_sha256, image), partial(fingerprint, image)]
+    if verify:
+        checks.append(partial(watermark.detect, marked))
+    digest, hashes, *read = spread(each, lambda check: check(), checks)
+    if read and (read[0] is None or read[0].token != token):
+        return _Marked(reason="the mark does not read back from this image (too flat or saturated)")
+    return _Marked(token, digest, hashes)

@@ -101,3 +101,30 @@ def test_bad_arguments_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="8-bit"):
         watermark.embed(photo("coffee", 128).astype(np.float32), 1)
     assert watermark.detect(np.zeros((16, 16, 3), np.uint8)) is None  # too small to hold a mark
+
+
+def test_the_fast_hadamard_transform_is_the_matrix_product() -> None:
+    vector = np.random.default_rng(3).standard_normal(watermark.CHIPS).astype(np.float32)
+    expected = watermark._code().hadamard @ vector
+    np.testing.assert_allclose(watermark._hadamard_transform(vector), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(300, 257, 3), (256, 256, 4), (200, 300), (200, 300, 1), (130, 140, 2)])
+def test_embedding_adds_the_mark_with_clipping_and_leaves_alpha(shape: tuple[int, ...]) -> None:
+    """The saturating uint8 path gives exactly clip(pixel + mark, 0, 255) on the colour channels."""
+    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    pixels[:20] = 255  # saturated rows: the clip matters
+    pixels[20:40] = 0
+    marked = watermark.embed(pixels, 99)
+    tile = np.rint(watermark._code().tile(99, watermark.STRENGTH)).astype(np.int16)
+    h, w = shape[:2]
+    pattern = np.tile(tile, (-(-h // watermark.TILE), -(-w // watermark.TILE)))[:h, :w]
+    colour = (1 if shape[2] == 2 else min(3, shape[2])) if len(shape) == 3 else None  # LA: L only
+    wide = pixels.astype(np.int16)
+    if colour is None:
+        expected = np.clip(wide + pattern, 0, 255)
+    else:
+        expected = wide.copy()
+        expected[..., :colour] = np.clip(wide[..., :colour] + pattern[..., None], 0, 255)
+    assert marked.shape == pixels.shape and marked.dtype == np.uint8
+    assert np.array_equal(marked, expected.astype(np.uint8))
