@@ -47,6 +47,11 @@ _EXPORTS = {
     "PolicyEngine": "guardrail.policy.engine",
     "PolicyError": "guardrail.errors",
     "PolicyViolation": "guardrail.errors",
+    "PendingReview": "guardrail.errors",
+    "ReviewConflict": "guardrail.errors",
+    "ReviewError": "guardrail.errors",
+    "ReviewItem": "guardrail.review.queue",
+    "ReviewQueue": "guardrail.review.queue",
     "Problem": "guardrail.errors",
     "ReferenceSet": "guardrail.screening.refsets",
     "ReferenceSetError": "guardrail.errors",
@@ -97,10 +102,13 @@ if TYPE_CHECKING:
         InputError,
         InvalidImage,
         MarkingError,
+        PendingReview,
         PolicyError,
         PolicyViolation,
         Problem,
         ReferenceSetError,
+        ReviewConflict,
+        ReviewError,
         SigningError,
     )
     from guardrail.guard import Guard, GuardedPipeline
@@ -116,5 +124,6 @@ if TYPE_CHECKING:
     from guardrail.provenance.signing import ImageSigner
     from guardrail.provenance.verify import Verification, verify_bytes
     from guardrail.request import GenerationRequest, Governance, GuardedResult, InputImage, ModelIdentity, SignedImage
+    from guardrail.review.queue import ReviewItem, ReviewQueue
     from guardrail.screening.embeddings import ImageEmbedder
     from guardrail.screening.screen import Match

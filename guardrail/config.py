@@ -6,13 +6,16 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from guardrail.errors import ConfigError
 from guardrail.policy.load import read_text_file, read_yaml, validate
 from guardrail.policy.schema import Policy
+
+if TYPE_CHECKING:
+    from guardrail.provenance.signing import ImageSigner
 from guardrail.privacy import KEY_ENV
 
 
@@ -90,6 +93,13 @@ class ScreeningConfig(_Strict):
     embedding: EmbeddingConfig | None = None
 
 
+class ReviewConfig(_Strict):
+    folder: str = "review"
+    """Where images held for review are kept (owner-only, named by content hash) until approved or rejected."""
+    on_review: Literal["raise", "return"] = "return"
+    """A call held for review returns a result with no images (return) or raises PendingReview (raise)."""
+
+
 class GuardConfig(_Strict):
     policy: str = "policies/default.yaml"
     environment: str | None = None
@@ -110,6 +120,7 @@ class GuardConfig(_Strict):
     audit: AuditConfig = AuditConfig()
     screening: ScreeningConfig = ScreeningConfig()
     provenance: ProvenanceConfig | None = None
+    review: ReviewConfig = ReviewConfig()
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
 
@@ -122,6 +133,31 @@ class GuardConfig(_Strict):
         if not path.is_file():
             raise ConfigError(f"{path}: trust anchors file not found (provenance.trust_anchors in guardrail.yaml)")
         return path.read_text(encoding="utf-8")
+
+    def signer(self, trust_anchors: str | None = None) -> ImageSigner | None:
+        """The C2PA signer the `provenance` section describes, if any. Reads the key files."""
+        from guardrail.provenance.manifest import Disclosure
+        from guardrail.provenance.signing import ImageSigner
+
+        p = self.provenance
+        if p is None:
+            return None
+        return ImageSigner.from_files(
+            self.path(p.certificate_chain),
+            self.path(p.private_key),
+            algorithm=p.algorithm,
+            timestamp_url=p.timestamp_url,
+            output_format=p.format,
+            jpeg_quality=p.jpeg_quality,
+            thumbnail=p.thumbnail,
+            trust_anchors=trust_anchors,
+            disclosure=Disclosure(
+                provider=p.provider,
+                system_name=p.system.name if p.system else None,
+                system_version=p.system.version if p.system else None,
+                training_mining=p.training_mining,
+            ),
+        )
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()

@@ -11,6 +11,11 @@ GuardrailError
 │   └── InvalidImage         empty, truncated, corrupt, or no image at all (also a ValueError)
 ├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
 │                            screening; carries .decision and .audit_id; no image is returned
+├── PendingReview            a call's images are held for review (on_review: raise); carries
+│                            .decision and .audit_id; approval releases them
+├── ReviewError              a review action cannot be taken (unknown call, not pending, the
+│   │                        requester approving, a reviewer twice); the message says which
+│   └── ReviewConflict       another reviewer acted on the item first: reload and decide again
 ├── SigningError             an image could not be signed; carries .audit_id when a call was on record
 ├── MarkingError             a watermark or visible label the policy requires could not be put on an
 │                            image; carries .audit_id; no image is returned
@@ -95,6 +100,25 @@ class PolicyViolation(GuardrailError):
         super().__init__(
             f"denied by policy ({', '.join(decision.rule_ids) or 'default'}): {reasons} [audit {audit_id}]"
         )
+
+
+class PendingReview(GuardrailError):
+    """The call's images were generated and are held until reviewers approve them (the policy sent it
+    to review); raised when on_review is "raise". `.audit_id` names the call in the review queue."""
+
+    def __init__(self, decision: Decision, audit_id: str) -> None:
+        self.decision = decision
+        self.audit_id = audit_id
+        rules = ", ".join(rule.id for rule in decision.fired if rule.effect == "review")
+        super().__init__(f"held for review ({rules}): approval releases the images [audit {audit_id}]")
+
+
+class ReviewError(GuardrailError):
+    """A review action cannot be taken; the message says why."""
+
+
+class ReviewConflict(ReviewError):
+    """Another reviewer acted on the item between reading it and acting: nothing was recorded."""
 
 
 class AuditError(GuardrailError):

@@ -31,6 +31,7 @@ from guardrail.pipeline.label import LabelOutputs
 from guardrail.pipeline.mark import MarkOutputs
 from guardrail.pipeline.outputs import FingerprintOutputs, HashOutputs, ScreenOutputs
 from guardrail.pipeline.read import ReadCall
+from guardrail.pipeline.review import HoldForReview
 from guardrail.pipeline.sign import Sign
 from guardrail.policy.decision import Decision
 from guardrail.policy.engine import PolicyEngine
@@ -38,9 +39,10 @@ from guardrail.policy.load import load_policy
 from guardrail.policy.reload import PolicySource
 from guardrail.policy.schema import Policy
 from guardrail.privacy import HmacKey, PromptPrivacy
-from guardrail.provenance.manifest import Disclosure
 from guardrail.provenance.signing import ImageSigner
-from guardrail.request import GenerationRequest
+from guardrail.request import GenerationRequest, SignedImage
+from guardrail.review.held import HeldImages
+from guardrail.review.queue import ReviewQueue
 from guardrail.screening.embeddings import ImageEmbedder, embedder_from_config
 from guardrail.screening.refsets import ReferenceSet
 from guardrail.screening.screen import check_embeddings
@@ -93,7 +95,7 @@ class Guard:
         key = hmac_key if isinstance(hmac_key, HmacKey) else None
         self._key = key or (HmacKey.from_file(config.path(key_file)) if key_file else HmacKey.from_env())
         anchors = config.trust_anchors_pem()
-        self.signer = signer if signer is not None else _signer_from(config, anchors)
+        self.signer = signer if signer is not None else config.signer(anchors)
         self.reference_sets = {
             name: ReferenceSet.open(config.path(folder)) for name, folder in config.screening.reference_sets.items()
         }
@@ -138,6 +140,9 @@ class Guard:
         self._workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="guardrail")
         """Runs the images of a call concurrently (screening, signing), shared by every call."""
         each = functools.partial(_each, self._workers)
+        self.held = HeldImages(config.path(config.review.folder))
+        self.reviews = ReviewQueue(self.store, self.held, self.signer)
+        """The calls held for review: list, approve, reject, release (`guardrail review` on the CLI)."""
         ledger = QuotaLedger(self.store.crash_safe_engine)
         self.checks = Checks(self.reference_sets, self.embedder, ledger, anchors, each)
         self.pipeline = CallPipeline(
@@ -153,9 +158,10 @@ class Guard:
                 ScreenOutputs(self.shadow),
                 LabelOutputs(each),
                 MarkOutputs(each),
+                HoldForReview(self.held, self.signer, each),
                 Sign(self.signer, each),
             ],
-            finish=[AuditOutcome(self.store, self.shadow), Attach(config.on_deny)],
+            finish=[AuditOutcome(self.store, self.shadow), Attach(config.on_deny, config.review.on_review)],
         )
         """The stages of every call, in order: the flow of one call as the code declares it."""
 
@@ -228,6 +234,11 @@ class Guard:
         functools.update_wrapper(wrapper, fn)
         return wrapper
 
+    def review_result(self, audit_id: str) -> list[SignedImage]:
+        """The images of a call held for review, once approved (signed with the review recorded when
+        this Guard signs). Raises ReviewError while it is pending or when it was rejected."""
+        return self.reviews.images(audit_id)
+
     def recent_calls(self, limit: int = 50, *, user: str | None = None) -> list[CallSummary]:
         """The latest calls in the audit log, newest first. Reads only."""
         return list_calls(self.store.engine, limit=limit, user=user)
@@ -264,29 +275,6 @@ def _each(workers: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable
     about 0.35 ms here: one image is done on the calling thread)."""
     items = list(items)
     return list(workers.map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
-
-
-def _signer_from(config: GuardConfig, trust_anchors: str | None) -> ImageSigner | None:
-    """The C2PA signer guardrail.yaml's `provenance` section describes, if any."""
-    p = config.provenance
-    if p is None:
-        return None
-    return ImageSigner.from_files(
-        config.path(p.certificate_chain),
-        config.path(p.private_key),
-        algorithm=p.algorithm,
-        timestamp_url=p.timestamp_url,
-        output_format=p.format,
-        jpeg_quality=p.jpeg_quality,
-        thumbnail=p.thumbnail,
-        trust_anchors=trust_anchors,
-        disclosure=Disclosure(
-            provider=p.provider,
-            system_name=p.system.name if p.system else None,
-            system_version=p.system.version if p.system else None,
-            training_mining=p.training_mining,
-        ),
-    )
 
 
 class GuardedPipeline:

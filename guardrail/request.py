@@ -151,7 +151,9 @@ class Governance:
     signed: tuple[SignedImage, ...] = ()
     """C2PA-signed bytes of each image, when the Guard has a signer."""
     matches: tuple[tuple[Match, ...], ...] = ()
-    """Per image, the protected references it resembles (flagged or sent to review: returned, marked)."""
+    """Per image, the protected references it resembles (flagged: returned; sent to review: held)."""
+    pending_review: bool = False
+    """The images are held until reviewers approve them (`guard.review_result(audit_id)` then)."""
 
     @property
     def rule_ids(self) -> tuple[str, ...]:

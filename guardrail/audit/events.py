@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -96,15 +96,19 @@ def outcome_event(
     durations_ms: dict[str, float],
     error: BaseException | None = None,
     notes: dict[str, Any] | None = None,
+    held: bool = False,
 ) -> AuditEvent:
     """The event written after the call: decision, outputs (each a dict with at least `sha256`),
-    timings, any error, and `notes` for what the call should record beside them."""
+    timings, any error, and `notes` for what the call should record beside them. `held`: the images
+    were kept for review (status pending_review)."""
     req = ctx.request
     modified = decision.modified() if decision else {}
     if error is not None:
         status = "error"
     elif decision is None or decision.effect == "deny":
         status = "denied"
+    elif held:
+        status = "pending_review"
     else:
         status = "modified" if decision.effect == "modify" else "allowed"
     negatives = modified.get("negative_prompts", req.negative_prompts)
@@ -158,6 +162,15 @@ def system_event(
         detail=detail,
         error=error,
     )
+
+
+def review_event(
+    call_id: str, reviewer: str, status: str, detail: dict[str, Any], *, policy: tuple[str, str]
+) -> AuditEvent:
+    """A review action on a call held for review: the reviewer (as user_id), the item's status after it
+    (pending_review, approved, rejected) and what was done (detail: action, note, approvals, release).
+    No prompts: those stay with the call's own events, under its privacy mode."""
+    return replace(system_event("review", status, detail, policy=policy), call_id=call_id, user_id=reviewer)
 
 
 def policy_event(policy_name: str, policy_version: str, *, applied: bool, error: BaseException | None) -> AuditEvent:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
-STATUSES = ("pending", "allowed", "modified", "denied", "error")
+STATUSES = ("pending", "allowed", "modified", "denied", "error", "pending_review")
 """A call's status: pending until its outcome is written."""
 DECISIONS = ("allow", "modify", "deny")
 MAX_AGE_DAYS = 100 * 366
@@ -32,7 +32,7 @@ class CallFilter:
     user: str | None = None
     role: str | None = None
     status: str | None = None
-    """pending, allowed, modified, denied or error."""
+    """pending, allowed, modified, denied, error or pending_review (images held for review)."""
     decision: str | None = None
     """allow, modify or deny."""
     rule: str | None = None
@@ -323,10 +323,15 @@ def audit_record(engine: Engine, verification: Any) -> dict[str, Any]:
         return {"audit_id": audit_id, "found": False, "hash_matches": False}
     detail = outcome["detail"] if isinstance(outcome["detail"], dict) else json.loads(outcome["detail"])
     logged = [o.get("signed_sha256") for o in detail.get("outputs", [])]
+    status = outcome["status"]
+    for event in events:  # a call held for review: its images were signed when approved
+        if event["kind"] == "review":
+            status = event["status"]
+            logged += [r.get("sha256") for r in (event["detail"] or {}).get("released", [])]
     return {
         "audit_id": audit_id,
         "found": True,
-        "status": outcome["status"],
+        "status": status,
         "decision": outcome["decision"],
         "user": outcome["user_id"],
         "logged_at": str(outcome["created_at"]),

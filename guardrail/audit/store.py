@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -239,6 +239,23 @@ class AuditStore:
         raise AuditWriteError(
             f"audit event {event.event_id} was not written after {len(RETRY_DELAYS_S) + 1} attempts: {_reason(last)}"
         ) from last
+
+    def write_checked(self, event: AuditEvent, check: Callable[[Any], None]) -> None:
+        """Append an event only if `check(connection)` raises nothing. The check runs inside the
+        transaction that holds the chain (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), so
+        two writers checking the same state are serialised and the second sees the first's event: one
+        wins. The check's own exception passes through; nothing is written then. Writes the database."""
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.begin() as connection:
+                seq, prev = self._insert.head(connection)
+                check(connection)
+                self._insert(connection, link(event.row(), seq + 1, prev))
+        except sa.exc.SQLAlchemyError as exc:
+            raise AuditWriteError(f"audit event {event.event_id} was not written: {_reason(exc)}") from exc
+        self._check_file(event.event_id)
+        self._after_write()
 
     def _check_file(self, event_id: str) -> None:
         """Fail closed when the SQLite file was deleted or replaced under this store: SQLite keeps writing

@@ -49,6 +49,8 @@ class AuditOutcome:
         for record, token in zip(outputs, state.watermarks, strict=False):
             if token is not None:
                 record["watermark"] = f"{token:08x}"
+        for record, held in zip(outputs, state.held, strict=False):
+            record.update(held)
         event = outcome_event(
             state.call,
             decision=state.decision,
@@ -56,6 +58,7 @@ class AuditOutcome:
             durations_ms=dict(state.timings),
             error=state.error,
             notes=notes,
+            held=bool(state.held) and state.error is None,
         )
         self.store.write(event, _registry_rows(state, event.created_at))
         return state

@@ -21,8 +21,8 @@ class Sign:
         self.each = each
 
     def __call__(self, state: CallState) -> CallState:
-        if self.signer is None:
-            return state
+        if self.signer is None or state.held:
+            return state  # a call held for review is signed when it is released
         assert state.call is not None and state.decision is not None
         try:
             signed = sign_call(
@@ -40,6 +40,22 @@ class Sign:
                 raise SigningError(f"{exc}; the images were withheld", state.call.call_id) from exc
             return state.evolve(notes=state.noted(signing_error=str(exc)))
         return state.evolve(signed=tuple(signed))
+
+
+def call_manifests_of(signer: ImageSigner, state: CallState) -> list[dict[str, Any]]:
+    """The manifest each of the call's images is signed with (a call held for review keeps them)."""
+    from guardrail.provenance.signing import call_manifests
+
+    assert state.call is not None and state.decision is not None
+    return call_manifests(
+        signer,
+        len(state.images),
+        state.call,
+        state.decision,
+        state.notes.get("screening"),
+        marking=_marking(state.notes.get("marking")),
+        soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
+    )
 
 
 def _soft_bindings(

@@ -54,6 +54,8 @@ class CallState:
     watermarks: tuple[int | None, ...] = ()
     """Each image's watermark token (None where it was not marked)."""
     signed: tuple[SignedImage, ...] = ()
+    held: tuple[dict[str, Any], ...] = ()
+    """Each image held for review (its stored file's sha256 and mime), when the policy sent the call there."""
     notes: Mapping[str, Any] = field(default_factory=dict)
     """What the audit outcome records beside the decision (screening summaries, shadow, signing errors)."""
     timings: Mapping[str, float] = field(default_factory=dict)

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Outcome = Literal["allow", "modify", "deny"]
+NOTED = ("flag", "review")
+"""Effects that let a call go on and are kept beside a deny: flag (returned, marked) and review
+(generated, then held until people approve)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class Decision:
         return any(rule.effect == "flag" for rule in self.fired)
 
     @property
+    def review(self) -> bool:
+        """An allowed call whose images are held until reviewers approve them."""
+        return self.allowed and any(rule.effect == "review" for rule in self.fired)
+
+    @property
     def rule_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.id for rule in self.fired))
 
@@ -72,7 +80,7 @@ class Decision:
         replaces what is recorded of the quotas."""
         quotas = self.quotas if quotas is None else quotas
         if any(rule.effect == "deny" for rule in fired):
-            kept = tuple(rule for rule in self.fired if rule.effect in ("deny", "flag"))
+            kept = tuple(rule for rule in self.fired if rule.effect in ("deny", *NOTED))
             return Decision("deny", (*kept, *fired), errors=self.errors, quotas=quotas)
         return replace(self, fired=(*self.fired, *fired), quotas=quotas)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from guardrail.policy.decision import Decision, FiredRule, Modification
+from guardrail.policy.decision import NOTED, Decision, FiredRule, Modification
 from guardrail.policy.schema import Limits, NameList, Policy, Range, Rule, Scope, TermList, TermSpec
 from guardrail.policy.text import Term, TextHit, TextMatcher, fold_table, normalize
 from guardrail.request import GenerationRequest
@@ -278,10 +278,10 @@ def _list_violation(names: NameList, values: list[str], hashes: dict[str, str]) 
 
 def _combine(fired: list[FiredRule], modifications: list[Modification], default: str) -> Decision:
     if any(rule.effect == "deny" for rule in fired):
-        return Decision("deny", tuple(rule for rule in fired if rule.effect in ("deny", "flag")))
+        return Decision("deny", tuple(rule for rule in fired if rule.effect in ("deny", *NOTED)))
     if default == "deny" and not any(rule.effect == "allow" for rule in fired):
         denial = FiredRule(DEFAULT_DENY_RULE, "deny", "no rule allows this request (the policy denies by default)")
-        return Decision("deny", (*(rule for rule in fired if rule.effect == "flag"), denial))
+        return Decision("deny", (*(rule for rule in fired if rule.effect in NOTED), denial))
     return Decision("modify" if modifications else "allow", tuple(fired), tuple(modifications))
 
 

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from guardrail.policy.regex import compile_linear
 
-Effect = Literal["allow", "deny", "modify", "flag"]
+Effect = Literal["allow", "deny", "modify", "flag", "review"]
 PrivacyMode = Literal["hmac", "plaintext", "redacted"]
 TextField = Literal["prompt", "negative_prompt"]
 
@@ -191,7 +191,7 @@ class Quota(_Strict):
 
 class ScreeningSet(_Strict):
     """How one protected reference set is used: an image that matches a reference by any method is
-    blocked (image withheld), flagged (returned, marked) or sent to review."""
+    blocked (image withheld), flagged (returned, marked) or sent to review (held until approved)."""
 
     max_distance: int | None = Field(default=10, ge=0, le=32)
     """pHash: at most this many of 64 bits differ (from the image or its mirror); null turns it off."""
@@ -210,7 +210,7 @@ class ConceptRule(_Strict):
     id: RuleId
     concepts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     min_similarity: float = Field(ge=-1, le=1)
-    effect: Literal["deny", "flag"] = "deny"
+    effect: Literal["deny", "flag", "review"] = "deny"
     message: str = ""
 
 
@@ -259,6 +259,24 @@ class MarkingPolicy(_Strict):
     call's images; off: no watermark."""
 
 
+class ReviewPolicy(_Strict):
+    """What a call sent to review (a rule, concept rule or screening set whose effect or action is
+    `review`) needs before its images are released."""
+
+    approvals: int = Field(default=1, ge=1, le=10)
+    """Distinct reviewers who must approve ("four eyes": 2)."""
+    self_approval: bool = False
+    """Whether the user who made the call may approve it."""
+    expire_after: Annotated[str, AfterValidator(_valid_window)] = "7d"
+    """Held images still pending after this long are rejected automatically (audited) and deleted."""
+
+    @property
+    def expire_after_seconds(self) -> int:
+        match = _WINDOW.match(self.expire_after)
+        assert match is not None
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 class Policy(_Strict):
     """A whole policy file."""
 
@@ -276,6 +294,7 @@ class Policy(_Strict):
     provenance: ProvenancePolicy = ProvenancePolicy()
     marking: MarkingPolicy = MarkingPolicy()
     screening: ScreeningPolicy = ScreeningPolicy()
+    review: ReviewPolicy = ReviewPolicy()
     term_lists: dict[str, list[str | TermSpec] | TermList] = {}
     rules: list[Rule] = []
     quotas: list[Quota] = []

@@ -158,6 +158,16 @@ def image_manifest(
     return {**manifest, "assertions": assertions}
 
 
+def with_review(manifest: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the human review the images passed recorded in its governance assertion
+    (signed when a call held for review is released)."""
+    assertions = [
+        {**a, "data": {**a["data"], "review": review}} if a["label"] == GOVERNANCE_LABEL else a
+        for a in manifest["assertions"]
+    ]
+    return {**manifest, "assertions": assertions}
+
+
 def _model_name(name_or_path: str | None) -> str:
     """A model's name as a manifest may show it: a hub id as it is, a local path by its last part."""
     if not name_or_path:

@@ -111,10 +111,11 @@ class ImageSigner:
     def sign(
         self, image: Any, manifest: dict[str, Any], ingredients: Sequence[tuple[dict[str, Any], bytes, str]] = ()
     ) -> SignedImage:
-        """Encode the image, sign it with the manifest (and ingredients: definition, bytes, mime), and
-        return the signed bytes. Raises SigningError; the signature is verified before returning."""
+        """Encode the image (bytes already encoded in this signer's format are taken as they are), sign
+        it with the manifest (and ingredients: definition, bytes, mime), and return the signed bytes.
+        Raises SigningError; the signature is verified before returning."""
         c2pa = self._c2pa
-        source = encode(image, self.format, quality=self.jpeg_quality)
+        source = image if isinstance(image, bytes) else encode(image, self.format, quality=self.jpeg_quality)
         output = io.BytesIO()
         try:
             builder = c2pa.Builder({**manifest, "format": self.mime}, context=self._context)
@@ -143,7 +144,33 @@ def sign_call(
     """Sign every image of one call with the call's manifest (with the screening summary, when the
     call was screened) and ingredients; `each` maps the images (an executor's map signs them
     concurrently: one Signer and Context serve all threads). Raises SigningError."""
-    from guardrail.provenance.manifest import build_manifest, image_manifest, ingredients
+    from guardrail.provenance.manifest import ingredients
+
+    manifests = call_manifests(
+        signer, len(images), ctx, decision, screening, marking=marking, soft_bindings=soft_bindings
+    )
+    parts = ingredients(ctx.request)
+
+    def one(item: tuple[Any, dict[str, Any]]) -> SignedImage:
+        image, manifest = item
+        return signer.sign(image, manifest, parts)
+
+    return list(each(one, zip(images, manifests, strict=True)))
+
+
+def call_manifests(
+    signer: ImageSigner,
+    count: int,
+    ctx: CallContext,
+    decision: Decision,
+    screening: dict[str, Any] | None = None,
+    *,
+    marking: dict[str, Any] | None = None,
+    soft_bindings: Sequence[Sequence[SoftBinding]] = (),
+) -> list[dict[str, Any]]:
+    """The manifest definition of each of a call's `count` images, as sign_call signs them (a call held
+    for review keeps them, to sign at release)."""
+    from guardrail.provenance.manifest import build_manifest, image_manifest
 
     manifest = build_manifest(
         ctx.request,
@@ -156,11 +183,7 @@ def sign_call(
         marking=marking,
         disclosure=signer.disclosure,
     )
-    parts = ingredients(ctx.request)
-
-    def one(item: tuple[int, Any]) -> SignedImage:
-        index, image = item
-        bindings = soft_bindings[index] if index < len(soft_bindings) else ()
-        return signer.sign(image, image_manifest(manifest, ctx.call_id, index, bindings), parts)
-
-    return list(each(one, enumerate(images)))
+    return [
+        image_manifest(manifest, ctx.call_id, index, soft_bindings[index] if index < len(soft_bindings) else ())
+        for index in range(count)
+    ]

@@ -271,12 +271,12 @@ def check_embeddings(refsets: dict[str, ReferenceSet], embedder: ImageEmbedder |
 
 
 def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) -> Decision:
-    """The decision after screening: a `block` match denies (rule id `screening.<set>`), `flag` and
-    `review` matches flag; either way every match is named in the fired rules."""
+    """The decision after screening: a `block` match denies (rule id `screening.<set>`), a `flag` match
+    flags, a `review` match sends the call to review; either way every match is named in the fired rules."""
     fired = []
     for index, found in enumerate(matches):
         for m in found:
-            effect = "deny" if m.action == "block" else "flag"
+            effect = {"block": "deny", "review": "review"}.get(m.action, "flag")
             detail = f"{stage} image {index} resembles {m.label!r} ({m.describe()})"
             message = (
                 f"{'blocked' if effect == 'deny' else m.action}: resembles protected {m.set} reference {m.label!r}"

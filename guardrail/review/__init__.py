@@ -1,0 +1,1 @@
+"""The human review queue: images of calls the policy sent to review, held until people approve them."""
