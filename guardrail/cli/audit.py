@@ -303,17 +303,24 @@ def erase(
     database: DatabaseOption = None,
 ) -> None:
     """Erase personal data (user, prompts, parameters, inputs) and append an erasure event; the
-    hashes stay, so the chain still verifies. Writes the database.
+    hashes stay, so the chain still verifies. A user's images held for review (guardrail.yaml's
+    review.folder) are deleted too. Writes the database.
 
     Example: guardrail audit erase --user alice --reason "GDPR request 2026-114"
     """
     from guardrail.audit.erase import erase as run_erase
+    from guardrail.config import GuardConfig, load_config
+    from guardrail.review.queue import ReviewQueue
 
     if (user is None) == (call is None):
         raise typer.BadParameter("give exactly one of --user and --call")
     with _store(config, database) as store:
+        held = 0
+        if user is not None:  # first: each rejection names the user's calls while they still do
+            settings = load_config(config) if config.exists() else GuardConfig()
+            held = ReviewQueue(store, settings.path(settings.review.folder)).forget_user(user)
         count = run_erase(store, user=user, call_id=call, reason=reason)
-    console.print(f"erased the personal data of {count} events")
+    console.print(f"erased the personal data of {count} events" + (f" and {held} held for review" if held else ""))
 
 
 @app.command()

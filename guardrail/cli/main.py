@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import typer
 
-from guardrail.cli import audit, compliance, db, init, policy, refs, trace, verify
+from guardrail.cli import audit, compliance, db, init, policy, refs, review, trace, verify
 from guardrail.cli.output import errors
 from guardrail.errors import GuardrailError, PolicyViolation
 
@@ -28,6 +28,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(refs.app, name="refs")
 app.add_typer(compliance.app, name="compliance")
+app.add_typer(review.app, name="review")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

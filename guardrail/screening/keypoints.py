@@ -74,11 +74,18 @@ def extract(image: Any) -> Keypoints:
 def inliers(query: Keypoints, reference: Keypoints) -> int:
     """How many distinct reference keypoints one similarity transform (rotation, scale, shift) maps
     the query's matching keypoints onto: 0-5 for unrelated images, dozens for a copy."""
+    return len(agreeing(query, reference)[0])
+
+
+def agreeing(query: Keypoints, reference: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    """The query's keypoints that one similarity transform maps onto the reference's, and those
+    reference keypoints (n x 2 each, in the prepared frames): the evidence a reviewer can look at."""
     import cv2
     import faiss
 
+    none = np.zeros((0, 2), np.float32)
     if len(query) < 2 or len(reference) < 2:
-        return 0
+        return none, none
     index = faiss.IndexBinaryFlat(reference.descriptors.shape[1] * 8)  # 4x faster than OpenCV's BFMatcher
     index.add(reference.descriptors)
     with single_threaded():
@@ -90,10 +97,13 @@ def inliers(query: Keypoints, reference: Keypoints) -> int:
     targets = neighbours[order, 0]
     order = order[np.diff(targets, prepend=-1) != 0]
     if len(order) < 4:
-        return 0
+        return none, none
     source, target = query.points[order], reference.points[neighbours[order, 0]]
     _, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX)
-    return 0 if mask is None else int(mask.sum())
+    if mask is None:
+        return none, none
+    keep = mask[:, 0].astype(bool)
+    return source[keep], target[keep]
 
 
 class KeypointIndex:
