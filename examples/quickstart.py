@@ -1,5 +1,6 @@
 """guardrail quickstart: wrap a diffusers pipeline, run an allowed, a modified and a denied call,
-trace a stripped copy of an image back to its call, then read the audit log. Runs offline: the
+trace a stripped copy of an image back to its call, hold a call for review until two people approve
+it, then read the audit log. Runs offline: the
 pipeline is a tiny one with random weights (its images are noise), built on the spot; the audit log
 is an embedded SQLite database in .quickstart/; images are signed with C2PA manifests by a
 development certificate authority made on the spot (not for production use).
@@ -32,6 +33,9 @@ def main() -> None:
     started = time.perf_counter()
     # guardrail.yaml, policy, HMAC key, database, and a development CA to sign with (not for production)
     project = guardrail.init_project(workdir, dev_ca=workdir / ".guardrail" / "dev-ca", force=True)
+    # one rule of our own: photorealistic press photos wait for two people's approval
+    policy_file = project.config.parent / "policies" / "default.yaml"
+    policy_file.write_text(policy_file.read_text() + REVIEW_RULE, encoding="utf-8")
     guard = guardrail.Guard.from_config(project.config)
     console.print(
         f"policy [bold]{guard.policy.name}[/bold] version {guard.policy_version[:12]}, audit log {project.database}"
@@ -77,6 +81,21 @@ def main() -> None:
         console.print(f"[cyan]traced[/cyan]   {leaked} (no manifest left) -> {item.method}: {item.detail}")
         console.print(f"           call {item.audit_id[:12]}, user {found.records[item.audit_id]['user']}")
 
+    # 5. Held for review: the images are generated, then kept until two reviewers approve; the
+    #    approval signs them with the review recorded (guardrail review list / approve / fetch).
+    held = pipe("a press photo of a harbour", user="carol", num_inference_steps=4, height=64, width=64)
+    audit_id = held.governance.audit_id
+    console.print(
+        f"[magenta]held[/magenta]     rules={list(held.governance.rule_ids)} audit={audit_id[:12]}: "
+        f"{len(held.images)} images returned, {len(guard.reviews.item(audit_id).images)} held for review"
+    )
+    guard.reviews.approve(audit_id, "dana", "a harbour, no real person in it")
+    guard.reviews.approve(audit_id, "erin")
+    [released] = guard.review_result(audit_id)
+    approved = guardrail.verify_bytes(released.data, trust_anchors=project.dev_ca.trust_anchors.read_text())
+    reviewers = [a["reviewer"] for a in (approved.governance or {}).get("review", {}).get("approvals", [])]
+    console.print(f"[green]approved[/green] by {' and '.join(reviewers)}: released, C2PA {approved.state}")
+
     table = Table(title="audit log (guardrail audit list --config .quickstart/guardrail.yaml)")
     for column in ("call", "user", "status", "rules", "model"):
         table.add_column(column)
@@ -94,6 +113,18 @@ def main() -> None:
     console.print(
         f"done in {time.perf_counter() - started:.1f} s; try: guardrail audit show <call> --config {project.config}"
     )
+
+
+REVIEW_RULE = """
+  - id: press-photo-review
+    description: Photorealistic press photos are held until two people approve them.
+    effect: review
+    message: A photorealistic press photo needs two approvals.
+    prompt:
+      terms: [press photo]
+
+review: {approvals: 2}
+"""
 
 
 def show(label: str, governance: guardrail.Governance) -> None:

@@ -26,6 +26,7 @@ def test_quickstart_runs_offline_and_traces_a_stripped_copy(tmp_path) -> None:
     assert "no-graphic-violence" in out
     assert (tmp_path / ".quickstart" / "allowed.png").is_file()
     assert "traced" in out and "(no manifest left) -> fingerprint" in " ".join(out.split())
+    assert "0 images returned, 1 held for review" in out and "approved by dana and erin: released, C2PA Trusted" in out
 
 
 def test_trace_a_leaked_image_example(tmp_path) -> None:
