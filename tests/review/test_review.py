@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import skimage.data
+import sqlalchemy as sa
 from PIL import Image
 
 import guardrail
@@ -96,6 +97,10 @@ def test_a_review_hit_holds_the_images_until_two_reviewers_approve(
         assert [p.read_bytes() for p in fetched] == [i.data for i in released]
         kinds = [(e["kind"], e["status"], e["user_id"]) for e in events(guard, audit_id)]
         assert kinds[-2:] == [("review", "pending_review", "bob"), ("review", "approved", "carol")]
+        with guard.store.engine.connect() as connection:  # the documented view
+            query = "SELECT reviewer, status FROM guardrail_reviews WHERE call_id = :id ORDER BY chain_seq"
+            rows = connection.execute(sa.text(query), {"id": audit_id}).all()
+        assert [tuple(row) for row in rows] == [("bob", "pending_review"), ("carol", "approved")]
         assert guardrail.verify_log(guard.store.engine).ok
 
 

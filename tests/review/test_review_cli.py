@@ -73,3 +73,21 @@ def test_review_list_show_approve_fetch(reviewed_project: Path, capsys) -> None:
     assert code == 0 and "Trusted" in verified, verified + err
     code, shown, _ = run(capsys, "audit", "show", audit_id)
     assert code == 0 and "carol" in shown and "approved" in shown
+
+
+def test_audit_erase_of_a_user_deletes_their_held_images(reviewed_project: Path, capsys) -> None:
+    with guardrail.Guard.from_config(reviewed_project / "guardrail.yaml") as guard:
+        pipe = guard.wrap(lambda prompt, negative_prompt="": [photo("coffee", 512)])
+        mine = pipe("a cup", negative_prompt="nsfw, nudity, gore", user="alice").governance.audit_id
+        theirs = pipe("a cup", negative_prompt="nsfw, nudity, gore", user="zoe").governance.audit_id
+    held = reviewed_project / ".guardrail" / "held"
+    assert len(list(held.glob("*.manifest.json"))) == 2
+    code, said, _ = run(capsys, "audit", "erase", "--user", "alice", "--reason", "GDPR request")
+    assert code == 0 and "and 1 held for review" in said
+    assert len(list(held.glob("*.manifest.json"))) == 1
+    code, listed, _ = run(capsys, "review", "list", "--json")
+    states = {
+        item["audit_id"]: (item["status"], (item["decided"] or {}).get("action"))
+        for item in map(json.loads, listed.splitlines())
+    }
+    assert states == {mine: ("rejected", "erase"), theirs: ("pending", None)}
