@@ -3,8 +3,9 @@
 A no-op generator returns K natural photos of S px (scikit-image's, resized), so what is measured is
 all that guardrail adds: the default policy, one screening set of N references (action flag, so
 every image goes on to be signed), the watermark, C2PA signing to PNG with the development CA, the
-SQLite audit log. The bare generator is timed in the same run. Per-stage times are the medians the audit log
-records for the measured calls. The set is built once and cached under .bench/ (about 20 s).
+SQLite audit log; then the same with a NudeNet classifier rule (flag), when the extra is installed.
+The bare generator is timed in the same run. Per-stage times are the medians the audit log records
+for the measured calls. The set is built once and cached under .bench/ (about 20 s).
 
 Goals (issue 19, this 2-core CPU): 4 x 512 px, 10k references: <= 32 ms added per image; 1 x 1024 px:
 <= 62 ms added.
@@ -56,19 +57,29 @@ def photos(count: int, side: int) -> list[Image.Image]:
     ]
 
 
-def run(count: int, side: int, refset: ReferenceSet, calls: int, folder: Path) -> None:
+CLASSIFIERS = """classifiers:
+  nudity:
+    model: nudenet
+    labels: {FEMALE_BREAST_EXPOSED: 0.6, FEMALE_GENITALIA_EXPOSED: 0.5, MALE_GENITALIA_EXPOSED: 0.5}
+    action: flag
+"""
+
+
+def run(count: int, side: int, refset: ReferenceSet, calls: int, folder: Path, *, classify: bool = False) -> None:
     images = photos(count, side)
 
     def generate(prompt: str, negative_prompt: str = "") -> list[Image.Image]:
         return [image.copy() for image in images]  # fresh images: the watermark stage marks them in place
 
-    ca = guardrail.create_dev_ca(folder / f"ca-{count}-{side}")
+    ca = guardrail.create_dev_ca(folder / f"ca-{count}-{side}-{classify}")
     policy = guardrail.parse_policy(
-        (REPO / "policies" / "default.yaml").read_text() + "screening:\n  sets:\n    bench: {action: flag}\n"
+        (REPO / "policies" / "default.yaml").read_text()
+        + "screening:\n  sets:\n    bench: {action: flag}\n"
+        + (CLASSIFIERS if classify else "")
     )
     guard = guardrail.Guard(
         policy=policy,
-        database=str(folder / f"audit-{count}-{side}.db"),
+        database=str(folder / f"audit-{count}-{side}-{classify}.db"),
         hmac_key=guardrail.HmacKey(os.urandom(32)),
         reference_sets={"bench": refset},
         signer=guardrail.ImageSigner.from_files(ca.chain, ca.key),
@@ -94,13 +105,17 @@ def run(count: int, side: int, refset: ReferenceSet, calls: int, folder: Path) -
     guard.close()
     added = (statistics.median(guarded) - statistics.median(bare)) * 1000
     goal = 32 if side <= 512 else 62
-    print(f"\n{count} x {side} px, {len(refset.entries)} references, {calls} calls (medians)")
+    with_classifier = ", with the NudeNet classifier rule (CPU)" if classify else ""
+    print(f"\n{count} x {side} px, {len(refset.entries)} references{with_classifier}, {calls} calls (medians)")
     print(f"  bare generator        {statistics.median(bare) * 1000:8.2f} ms per call")
     print(f"  guarded call          {statistics.median(guarded) * 1000:8.2f} ms per call")
     for name in guard.pipeline.names:
         if name in stages:
             print(f"    {name:<18}  {statistics.median(stages[name]):8.2f} ms")
     verdict = "met" if added / count <= goal else "MISSED"
+    if classify:  # the goal is for the governance itself; classifiers are reported beside it
+        print(f"  added per image       {added / count:8.2f} ms  (classifiers on the GPU where there is one)")
+        return
     print(f"  added per image       {added / count:8.2f} ms  (goal <= {goal} ms: {verdict})")
 
 
@@ -127,6 +142,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="full-call-") as folder:
         run(4, 512, refset, args.calls, Path(folder))
         run(1, 1024, refset, args.calls, Path(folder))
+        from guardrail.classify.nudenet import available
+
+        if available():
+            run(4, 512, refset, args.calls, Path(folder), classify=True)
+            run(1, 1024, refset, args.calls, Path(folder), classify=True)
     encoders()
 
 

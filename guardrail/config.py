@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardrail.errors import ConfigError
 from guardrail.policy.load import read_text_file, read_yaml, validate
@@ -93,6 +93,31 @@ class ScreeningConfig(_Strict):
     embedding: EmbeddingConfig | None = None
 
 
+class ClassifierConfig(_Strict):
+    """A content classifier from local files. nudenet: NudeNet's detector (the package's weights, or
+    `path`); onnx: an image classifier, one output score per label; safety-checker: diffusers' Stable
+    Diffusion safety checker from a model folder (`path`), with scores (label nsfw, concept-0..16)."""
+
+    kind: Literal["nudenet", "onnx", "safety-checker"]
+    path: str | None = None
+    labels: list[str] = []
+    """onnx: the label of each output, in order."""
+    size: int = Field(default=224, ge=8, le=4096)
+    mean: list[float] = Field(default=[0.0, 0.0, 0.0], min_length=3, max_length=3)
+    std: list[float] = Field(default=[1.0, 1.0, 1.0], min_length=3, max_length=3)
+    activation: Literal["softmax", "sigmoid", "none"] = "softmax"
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClassifierConfig:
+        if self.kind == "onnx" and (self.path is None or not self.labels):
+            raise ValueError("an onnx classifier needs `path` (the model file) and `labels` (one per output)")
+        if self.kind == "safety-checker" and self.path is None:
+            raise ValueError("a safety-checker classifier needs `path`: the model folder with safety_checker/")
+        if any(value == 0 for value in self.std):
+            raise ValueError("std values divide the pixels: none may be 0")
+        return self
+
+
 class ReviewConfig(_Strict):
     folder: str = "review"
     """Where images held for review are kept (owner-only, named by content hash) until approved or rejected."""
@@ -121,6 +146,8 @@ class GuardConfig(_Strict):
     screening: ScreeningConfig = ScreeningConfig()
     provenance: ProvenanceConfig | None = None
     review: ReviewConfig = ReviewConfig()
+    classifiers: dict[str, ClassifierConfig] = {}
+    """Content classifiers the policy's `classifiers` rules name (nudenet is built in with its extra)."""
     base_dir: str = "."
     """Folder that relative paths resolve against: the config file's folder when loaded from a file."""
 
@@ -173,6 +200,7 @@ class Capabilities:
     """An embedding model with weights (the CLIP tier and concept rules)."""
     signer: bool
     hmac_key: bool
+    classifiers: Collection[str] = frozenset()
 
     @classmethod
     def of(cls, config: GuardConfig) -> Capabilities:
@@ -182,7 +210,15 @@ class Capabilities:
             embedding=embedding is not None and embedding.has_weights,
             signer=config.provenance is not None,
             hmac_key=config.privacy.hmac_key_file is not None or bool(os.environ.get(KEY_ENV)),
+            classifiers=frozenset(config.classifiers) | _built_in_classifiers(),
         )
+
+
+def _built_in_classifiers() -> frozenset[str]:
+    from guardrail.classify.loader import BUILT_IN
+    from guardrail.classify.nudenet import available
+
+    return frozenset({BUILT_IN}) if available() else frozenset()
 
 
 def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | int], str]]:
@@ -214,6 +250,16 @@ def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | 
                 "add a `provenance` section to guardrail.yaml or pass signer= to Guard",
             )
         )
+    offered_classifiers = ", ".join(sorted(offered.classifiers)) or "none"
+    for name, rule in sorted(policy.classifiers.items()):
+        if rule.model not in offered.classifiers:
+            gaps.append(
+                (
+                    ["classifiers", name, "model"],
+                    f"unknown classifier {rule.model!r} (configured: {offered_classifiers}); add it under "
+                    "classifiers in guardrail.yaml (nudenet comes with pip install 'guardrail[nudenet]')",
+                )
+            )
     gaps += file_gaps(policy)
     if policy.privacy.prompts == "hmac" and not offered.hmac_key:
         gaps.append(

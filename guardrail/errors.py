@@ -17,8 +17,8 @@ GuardrailError
 │   │                        requester approving, a reviewer twice); the message says which
 │   └── ReviewConflict       another reviewer acted on the item first: reload and decide again
 ├── SigningError             an image could not be signed; carries .audit_id when a call was on record
-├── MarkingError             a watermark or visible label the policy requires could not be put on an
-│                            image; carries .audit_id; no image is returned
+├── MarkingError             a watermark, visible label or blur the policy requires could not be put
+│                            on an image; carries .audit_id; no image is returned
 └── AuditError               the audit database cannot be reached or written (operational)
     ├── DatabaseUnavailable  raised when a Guard starts, not at its first call
     └── AuditWriteError      an event could not be written after retries; no image is returned

@@ -19,11 +19,13 @@ from guardrail.audit.events import new_id, policy_event
 from guardrail.audit.query import CallSummary, list_calls
 from guardrail.audit.quota import QuotaLedger
 from guardrail.audit.store import AuditStore, database_url
+from guardrail.classify.loader import ClassifierSet
 from guardrail.config import Capabilities, GuardConfig, load_config, policy_gaps, with_options
 from guardrail.errors import ConfigError, GuardrailError
 from guardrail.pipeline import Caller, CallPipeline, CallState, Checks, Evidence, decide
 from guardrail.pipeline.attach import Attach
 from guardrail.pipeline.audit import AuditOutcome, AuditRequest
+from guardrail.pipeline.classify import ClassifyOutputs
 from guardrail.pipeline.decide import Decide
 from guardrail.pipeline.generate import ApplyDecision, Generate
 from guardrail.pipeline.inputs import CheckInputs
@@ -57,7 +59,8 @@ class Guard:
     fields as keyword arguments (`database=`, `on_deny=`, `audit=AuditConfig(...)`), which replace
     the settings' own. The parts a file names by path can also be given as objects: `policy` (a
     Policy or a path), `shadow_policy`, `hmac_key`, `signer`, `reference_sets`, `embedder`,
-    `checkpoint_signer`.
+    `checkpoint_signer`, `classifiers` (name -> a classifier, or a function of images returning
+    per image {label: score}).
 
     Construction does all the checking (policy valid and enforceable here, key present, database
     reachable and at the current schema), so a misconfigured Guard fails at start, never at its
@@ -75,6 +78,7 @@ class Guard:
         reference_sets: Mapping[str, ReferenceSet | str | Path] | None = None,
         embedder: ImageEmbedder | None = None,
         checkpoint_signer: CheckpointSigner | None = None,
+        classifiers: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
         if settings is None and policy is None:
@@ -104,6 +108,8 @@ class Guard:
             embedder if embedder is not None else embedder_from_config(config.screening.embedding, config.path)
         )
         check_embeddings(self.reference_sets, self.embedder)
+        self.classifiers = ClassifierSet(config.classifiers, classifiers, config.path)
+        """The content classifiers the policy's classifier rules name, loaded on first use."""
 
         self._source: PolicySource | None = None
         if isinstance(policy, Policy):
@@ -144,7 +150,7 @@ class Guard:
         self.reviews = ReviewQueue(self.store, self.held, self.signer)
         """The calls held for review: list, approve, reject, release (`guardrail review` on the CLI)."""
         ledger = QuotaLedger(self.store.crash_safe_engine)
-        self.checks = Checks(self.reference_sets, self.embedder, ledger, anchors, each)
+        self.checks = Checks(self.reference_sets, self.embedder, ledger, anchors, each, self.classifiers)
         self.pipeline = CallPipeline(
             stages=[
                 ReadCall(self._privacy, new_id),
@@ -156,6 +162,7 @@ class Guard:
                 HashOutputs(),
                 FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),
+                ClassifyOutputs(each),
                 LabelOutputs(each),
                 MarkOutputs(each),
                 HoldForReview(self.held, self.signer, each),
@@ -173,6 +180,7 @@ class Guard:
             embedding=self.embedder is not None,
             signer=self.signer is not None,
             hmac_key=self._key is not None,
+            classifiers=self.classifiers.names,
         )
 
     def _check_policy(self, engine: PolicyEngine) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import typer
 
-from guardrail.cli import audit, compliance, db, init, policy, refs, review, trace, verify
+from guardrail.cli import audit, classify, compliance, db, init, policy, refs, review, trace, verify
 from guardrail.cli.output import errors
 from guardrail.errors import GuardrailError, PolicyViolation
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("init")(init.init)
 app.command("verify")(verify.verify)
 app.command("trace")(trace.trace)
+app.command("classify")(classify.classify)
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

@@ -1,4 +1,5 @@
-"""The one pre-generation decision: the policy's rules, its concept rules, input screening and quotas.
+"""The one pre-generation decision: the policy's rules, its concept rules, input screening, input
+classification and quotas.
 
 The Guard, `policy check`, `policy explain`, policy test cases, `policy replay` and the shadow policy
 all decide through `decide()`, so what an author tests is what the Guard does. The expensive checks
@@ -49,6 +50,15 @@ def decide(engine: PolicyEngine, request: GenerationRequest, evidence: Evidence,
         found = evidence.screen("input", inputs, policy.screening.sets)
         decision = apply_matches(decision, found, "input")
         notes["screening"] = {"inputs": summary(found)}
+    if decision.allowed and policy.classifiers and inputs:
+        from guardrail.classify.rules import applicable
+        from guardrail.pipeline.classify import classify
+
+        rules = applicable(policy.classifiers, request.user, request.roles, "input")
+        if rules:
+            judgement, note = classify(evidence, rules, inputs, "input")
+            decision = decision.with_fired(judgement.fired)
+            notes["classifiers"] = note
     if decision.allowed and request.input_images:
         checked = evidence.input_provenance()
         if checked:

@@ -16,6 +16,8 @@ from guardrail.policy.quota import Overdrawn, QuotaCounter, QuotaUse
 from guardrail.request import GenerationRequest
 
 if TYPE_CHECKING:
+    from guardrail.classify.base import Detection
+    from guardrail.classify.loader import ClassifierSet
     from guardrail.screening.concepts import ConceptScreen
     from guardrail.screening.embeddings import ImageEmbedder
     from guardrail.screening.refsets import ReferenceSet
@@ -37,6 +39,8 @@ class Checks:
     """PEM of the roots input images' C2PA manifests are validated against."""
     each: Callable[..., Iterable[Any]] = map
     """How per-image work is mapped: the Guard's worker pool runs the images of a call concurrently."""
+    classifiers: ClassifierSet | None = None
+    """The content classifiers the policy's classifier rules name."""
     concepts: ConceptScreen | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -87,6 +91,22 @@ class Evidence:
             return screen(list(images), dict(sets), refsets, self.checks.embedder, each=self.checks.each, hashes=known)
 
         return self._once(("screen", role, dict(sets)), run)
+
+    def classify(self, role: str, images: Sequence[Any], model: str) -> tuple[str, list[list[Detection]]]:
+        """(the model's identity, each image's detections), once per call, role and model. Raises
+        ConfigError when the model is not configured."""
+        classifiers = self.checks.classifiers
+        if classifiers is None:
+            raise ConfigError(
+                f"the policy has classifier rules, but no classifiers are configured (model {model!r}): add them "
+                "under classifiers in guardrail.yaml or pass classifiers= to Guard"
+            )
+
+        def run() -> tuple[str, list[list[Detection]]]:
+            classifier = classifiers.get(model)
+            return classifier.identity, classifier.classify(list(images))
+
+        return self._once(("classify", role, model), run)
 
     def input_provenance(self) -> list[dict[str, Any]]:
         """Each input image opened from a file that carries a C2PA manifest (guardrail.open_image keeps

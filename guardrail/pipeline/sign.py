@@ -32,6 +32,7 @@ class Sign:
                 state.decision,
                 state.notes.get("screening"),
                 marking=_marking(state.notes.get("marking")),
+                classifiers=state.notes.get("classifiers"),
                 soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
                 each=self.each,
             )
@@ -54,6 +55,7 @@ def call_manifests_of(signer: ImageSigner, state: CallState) -> list[dict[str, A
         state.decision,
         state.notes.get("screening"),
         marking=_marking(state.notes.get("marking")),
+        classifiers=state.notes.get("classifiers"),
         soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
     )
 

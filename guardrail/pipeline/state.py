@@ -86,10 +86,11 @@ class CallState:
         return self.decision is not None and not self.decision.allowed
 
     def noted(self, **notes: Any) -> dict[str, Any]:
-        """The notes with these added (a `screening` note is merged with the one already there)."""
+        """The notes with these added (a `screening` or `classifiers` note is merged with the one already
+        there: inputs, then outputs)."""
         merged = dict(self.notes)
         for key, value in notes.items():
-            merged[key] = {**merged.get(key, {}), **value} if key == "screening" else value
+            merged[key] = {**merged.get(key, {}), **value} if key in ("screening", "classifiers") else value
         return merged
 
 

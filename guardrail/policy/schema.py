@@ -259,6 +259,29 @@ class MarkingPolicy(_Strict):
     call's images; off: no watermark."""
 
 
+class ClassifierRule(_Strict):
+    """What a content classifier's scores decide: an image in which any of `labels` scores at least its
+    threshold is blocked (the call's images withheld), flagged (returned, marked), sent to review
+    (held) or returned with the detected regions blurred (detectors only: their boxes). `when` scopes
+    the rule to users and roles like any rule, so a role can have its own thresholds."""
+
+    model: str = Field(min_length=1)
+    """A classifier configured under `classifiers` in guardrail.yaml (nudenet is built in with its extra)."""
+    labels: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1)
+    """Label -> the score at and above which the rule fires."""
+    action: Literal["block", "flag", "review", "blur"] = "flag"
+    when: Scope = Scope()
+    inputs: bool = False
+    """Classify input images too (img2img, inpaint, ControlNet), before generation."""
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _blur_outputs(self) -> ClassifierRule:
+        if self.action == "blur" and self.inputs:
+            raise ValueError("blur changes returned images; an input cannot be blurred (use block, flag or review)")
+        return self
+
+
 class ReviewPolicy(_Strict):
     """What a call sent to review (a rule, concept rule or screening set whose effect or action is
     `review`) needs before its images are released."""
@@ -294,6 +317,8 @@ class Policy(_Strict):
     provenance: ProvenancePolicy = ProvenancePolicy()
     marking: MarkingPolicy = MarkingPolicy()
     screening: ScreeningPolicy = ScreeningPolicy()
+    classifiers: dict[RuleId, ClassifierRule] = {}
+    """Content classifier rules by name (rule id `classifier.<name>`)."""
     review: ReviewPolicy = ReviewPolicy()
     term_lists: dict[str, list[str | TermSpec] | TermList] = {}
     rules: list[Rule] = []

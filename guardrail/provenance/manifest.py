@@ -79,6 +79,7 @@ def build_manifest(
     privacy: PromptPrivacy,
     screening: dict[str, Any] | None = None,
     marking: dict[str, Any] | None = None,
+    classifiers: dict[str, Any] | None = None,
     disclosure: Disclosure = Disclosure(),
     created: datetime | None = None,
 ) -> dict[str, Any]:
@@ -120,6 +121,8 @@ def build_manifest(
         governance["screening"] = screening
     if marking is not None:  # the visible label drawn and the watermark's algorithm
         governance["marking"] = marking
+    if classifiers is not None:  # content classifier scores, and the regions blurred
+        governance["classifiers"] = classifiers
     statement = {
         "ai_generated": True,
         "provider": disclosure.provider,

@@ -138,6 +138,7 @@ def sign_call(
     screening: dict[str, Any] | None = None,
     *,
     marking: dict[str, Any] | None = None,
+    classifiers: dict[str, Any] | None = None,
     soft_bindings: Sequence[Sequence[SoftBinding]] = (),
     each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
@@ -147,7 +148,14 @@ def sign_call(
     from guardrail.provenance.manifest import ingredients
 
     manifests = call_manifests(
-        signer, len(images), ctx, decision, screening, marking=marking, soft_bindings=soft_bindings
+        signer,
+        len(images),
+        ctx,
+        decision,
+        screening,
+        marking=marking,
+        classifiers=classifiers,
+        soft_bindings=soft_bindings,
     )
     parts = ingredients(ctx.request)
 
@@ -166,6 +174,7 @@ def call_manifests(
     screening: dict[str, Any] | None = None,
     *,
     marking: dict[str, Any] | None = None,
+    classifiers: dict[str, Any] | None = None,
     soft_bindings: Sequence[Sequence[SoftBinding]] = (),
 ) -> list[dict[str, Any]]:
     """The manifest definition of each of a call's `count` images, as sign_call signs them (a call held
@@ -181,6 +190,7 @@ def call_manifests(
         privacy=ctx.privacy,
         screening=screening,
         marking=marking,
+        classifiers=classifiers,
         disclosure=signer.disclosure,
     )
     return [
