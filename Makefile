@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(PY) bench/import_time.py
 	$(PY) bench/provenance.py
 	$(PY) bench/full_call.py   # the whole call on real image sizes, 10k references
+	$(PY) bench/early_abort.py   # what stopping a blocked call at a latent preview saves
 	$(PY) bench/trace.py
 	$(PY) bench/watermark.py
 	$(PY) bench/policy_ops.py

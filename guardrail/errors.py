@@ -11,6 +11,8 @@ GuardrailError
 │   └── InvalidImage         empty, truncated, corrupt, or no image at all (also a ValueError)
 ├── PolicyViolation          a call was denied before generation, or its outputs were blocked by
 │                            screening; carries .decision and .audit_id; no image is returned
+├── GenerationStopped        raised inside a pipeline's step callback when a check on a latent preview
+│                            blocks; the generate stage turns it into a deny (never reaches the caller)
 ├── PendingReview            a call's images are held for review (on_review: raise); carries
 │                            .decision and .audit_id; approval releases them
 ├── ReviewError              a review action cannot be taken (unknown call, not pending, the
@@ -29,7 +31,7 @@ Every error guardrail raises on purpose is one of these; a test walks the packag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from guardrail.policy.decision import Decision
@@ -100,6 +102,15 @@ class PolicyViolation(GuardrailError):
         super().__init__(
             f"denied by policy ({', '.join(decision.rule_ids) or 'default'}): {reasons} [audit {audit_id}]"
         )
+
+
+class GenerationStopped(GuardrailError):
+    """A check on a latent preview blocked the call at `step`: raised from the pipeline's step callback
+    to stop it there; the generate stage catches it and the call is denied with `fired`."""
+
+    def __init__(self, fired: list[Any], step: int, steps: int) -> None:
+        self.fired, self.step, self.steps = fired, step, steps
+        super().__init__(f"generation stopped at step {step} of {steps}: {', '.join(r.id for r in fired)}")
 
 
 class PendingReview(GuardrailError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from guardrail.pipeline.state import CallState
 
 
@@ -17,12 +19,49 @@ class ApplyDecision:
 
 
 class Generate:
-    """The wrapped pipeline or callable; its own errors are audited and re-raised by the loop."""
+    """The wrapped pipeline or callable; its own errors are audited and re-raised by the loop. With the
+    policy's `preview` and a diffusers pipeline that takes a step callback, the latents are checked at
+    the chosen steps and a block stops the pipeline there (pipeline/preview.py): the call is denied,
+    audited with the step."""
 
     name = "generate"
 
     def __call__(self, state: CallState) -> CallState:
-        assert state.call_args is not None
+        from guardrail.errors import GenerationStopped
+
+        assert state.call_args is not None and state.decision is not None
         args, kwargs = state.call_args
-        output = state.adapter.target(*args, **kwargs)
-        return state.evolve(output=output, images=tuple(state.adapter.output_images(output)))
+        watcher = _early_abort(state, kwargs)
+        try:
+            output = state.adapter.target(*args, **kwargs)
+        except GenerationStopped as stop:
+            note = {"stopped_at": stop.step, "steps": stop.steps, "looked_at": [s + 1 for s in watcher.looked]}
+            return state.evolve(decision=state.decision.with_fired(stop.fired), notes=state.noted(preview=note))
+        changes: dict[str, Any] = {}
+        if watcher is not None:
+            changes["notes"] = state.noted(
+                preview={"looked_at": [s + 1 for s in watcher.looked], "steps": watcher.steps}
+            )
+        return state.evolve(output=output, images=tuple(state.adapter.output_images(output)), **changes)
+
+
+def _early_abort(state: CallState, kwargs: dict[str, Any]) -> Any:
+    """The step callback that checks latent previews, put into the call's arguments (chained before the
+    caller's own callback), when the policy asks for previews and the pipeline can give them."""
+    import inspect
+
+    policy = state.engine.policy
+    pipeline = getattr(state.adapter, "pipeline", None)
+    if policy.preview is None or pipeline is None or getattr(pipeline, "vae", None) is None:
+        return None
+    if "callback_on_step_end" not in inspect.signature(pipeline.__call__).parameters:
+        return None
+    theirs = kwargs.get("callback_on_step_end")
+    if theirs is not None and not inspect.isfunction(theirs) and not inspect.ismethod(theirs):
+        return None  # a PipelineCallback object: left alone
+    from guardrail.pipeline.preview import EarlyAbort
+
+    steps = int(kwargs.get("num_inference_steps") or state.request.steps or 50)  # as clamped by the decision
+    watcher = EarlyAbort(state, steps, pipeline.vae, theirs)
+    kwargs["callback_on_step_end"] = watcher
+    return watcher

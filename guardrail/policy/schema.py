@@ -282,6 +282,18 @@ class ClassifierRule(_Strict):
         return self
 
 
+class PreviewPolicy(_Strict):
+    """Checks on a cheap preview of a diffusers pipeline's latents during generation: a block found
+    there stops the pipeline at that step (audited with it) instead of after the last one."""
+
+    at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1, max_length=10)
+    """When to look, as fractions of the steps (0.3: after 30 % of them)."""
+    classifiers: bool = True
+    """Run the classifier rules whose action is block on the preview."""
+    screening: bool = True
+    """Match the preview's pHash against the reference sets whose action is block."""
+
+
 class ReviewPolicy(_Strict):
     """What a call sent to review (a rule, concept rule or screening set whose effect or action is
     `review`) needs before its images are released."""
@@ -319,6 +331,8 @@ class Policy(_Strict):
     screening: ScreeningPolicy = ScreeningPolicy()
     classifiers: dict[RuleId, ClassifierRule] = {}
     """Content classifier rules by name (rule id `classifier.<name>`)."""
+    preview: PreviewPolicy | None = None
+    """Early abort: block checks on latent previews during generation (diffusers pipelines)."""
     review: ReviewPolicy = ReviewPolicy()
     term_lists: dict[str, list[str | TermSpec] | TermList] = {}
     rules: list[Rule] = []
