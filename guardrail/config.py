@@ -146,6 +146,9 @@ class GuardConfig(_Strict):
     screening: ScreeningConfig = ScreeningConfig()
     provenance: ProvenanceConfig | None = None
     review: ReviewConfig = ReviewConfig()
+    preview_decoder: str | None = None
+    """A local TAESD (diffusers AutoencoderTiny) folder: sharper latent previews for the policy's early
+    abort than the fitted linear map."""
     classifiers: dict[str, ClassifierConfig] = {}
     """Content classifiers the policy's `classifiers` rules name (nudenet is built in with its extra)."""
     base_dir: str = "."

@@ -158,7 +158,7 @@ class Guard:
                 CheckInputs(),
                 Decide(self.checks, self.shadow),
                 ApplyDecision(),
-                Generate(),
+                Generate(config.path(config.preview_decoder) if config.preview_decoder else None),
                 HashOutputs(),
                 FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from guardrail.pipeline.state import CallState
@@ -26,12 +27,20 @@ class Generate:
 
     name = "generate"
 
+    def __init__(self, preview_decoder: str | Path | None = None) -> None:
+        from guardrail.errors import ConfigError
+
+        if preview_decoder is not None and not Path(preview_decoder).is_dir():  # refused at start, not at a call
+            raise ConfigError(f"{preview_decoder}: the preview decoder (a TAESD / AutoencoderTiny folder) is not there")
+        self.preview_decoder = preview_decoder
+        """A local TAESD folder for the previews (else the VAE's fitted linear map)."""
+
     def __call__(self, state: CallState) -> CallState:
         from guardrail.errors import GenerationStopped
 
         assert state.call_args is not None and state.decision is not None
         args, kwargs = state.call_args
-        watcher = _early_abort(state, kwargs)
+        watcher = _early_abort(state, kwargs, self.preview_decoder)
         try:
             output = state.adapter.target(*args, **kwargs)
         except GenerationStopped as stop:
@@ -45,7 +54,7 @@ class Generate:
         return state.evolve(output=output, images=tuple(state.adapter.output_images(output)), **changes)
 
 
-def _early_abort(state: CallState, kwargs: dict[str, Any]) -> Any:
+def _early_abort(state: CallState, kwargs: dict[str, Any], decoder_path: str | Path | None) -> Any:
     """The step callback that checks latent previews, put into the call's arguments (chained before the
     caller's own callback), when the policy asks for previews and the pipeline can give them."""
     import inspect
@@ -59,9 +68,10 @@ def _early_abort(state: CallState, kwargs: dict[str, Any]) -> Any:
     theirs = kwargs.get("callback_on_step_end")
     if theirs is not None and not inspect.isfunction(theirs) and not inspect.ismethod(theirs):
         return None  # a PipelineCallback object: left alone
-    from guardrail.pipeline.preview import EarlyAbort
+    from guardrail.pipeline.preview import EarlyAbort, tiny_decoder
 
     steps = int(kwargs.get("num_inference_steps") or state.request.steps or 50)  # as clamped by the decision
-    watcher = EarlyAbort(state, steps, pipeline.vae, theirs)
+    decoder = tiny_decoder(decoder_path) if decoder_path is not None else None
+    watcher = EarlyAbort(state, steps, pipeline.vae, theirs, decoder)
     kwargs["callback_on_step_end"] = watcher
     return watcher

@@ -2,12 +2,13 @@
 check fires on what they already show.
 
 At the steps the policy names (`preview.at`, fractions of the steps), the step callback turns the
-latents into a rough RGB image with a linear map, no decoder run: each latent pixel's channels times a
-4 x 3 matrix plus a bias. The map is fitted once per VAE, by least squares on a few random latents the
-pipeline's own VAE decodes (so it holds for SD, SDXL or any 4-channel VAE, with no constants copied
-from elsewhere). On that preview run the cheap block checks: the classifier rules whose action is
-block, and the pHash tier of the screening sets whose action is block. A hit raises
-GenerationStopped out of the pipeline: the rest of the steps and the VAE decode are never run.
+latents into a rough RGB image: with a local TAESD when guardrail.yaml names one (`preview_decoder`),
+else with a linear map and no decoder run: each latent pixel's channels times a 4 x 3 matrix plus a
+bias. The map is fitted once per VAE, by least squares on a few random latents the pipeline's own VAE
+decodes (so it holds for SD, SDXL or any 4-channel VAE, with no constants copied from elsewhere). On
+that preview run the cheap block checks: the classifier rules whose action is block, and the pHash
+tier of the screening sets whose action is block. A hit raises GenerationStopped out of the pipeline:
+the rest of the steps and the VAE decode are never run.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from guardrail.errors import GenerationStopped
+from guardrail.errors import ConfigError, GenerationStopped
 from guardrail.policy.decision import FiredRule
 
 _FIT_SAMPLES, _FIT_SIDE = 6, 16
 _maps: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+_decoders: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
@@ -53,13 +56,34 @@ def latent_map(vae: Any) -> tuple[np.ndarray, np.ndarray]:
     return fitted
 
 
-def preview_images(latents: Any, vae: Any, side: int) -> list[Any]:
-    """Rough RGB previews of a batch of latents (B x C x h x w), scaled up to `side` px on the longer side."""
+def tiny_decoder(path: str | Path) -> Any:
+    """A local TAESD (diffusers AutoencoderTiny), loaded once per process and folder."""
+    key = str(Path(path).resolve())
+    with _lock:
+        if key not in _decoders:
+            from diffusers import AutoencoderTiny
+
+            if not Path(key).is_dir():
+                raise ConfigError(f"{key}: the preview decoder (a TAESD / AutoencoderTiny folder) is not there")
+            _decoders[key] = AutoencoderTiny.from_pretrained(key, local_files_only=True).eval()
+        return _decoders[key]
+
+
+def preview_images(latents: Any, vae: Any, side: int, decoder: Any = None) -> list[Any]:
+    """RGB previews of a batch of latents (B x C x h x w), scaled to `side` px on the longer side: by
+    the tiny decoder when one is given, else by the VAE's fitted linear map."""
+    import torch
     from PIL import Image
 
-    weights, bias = latent_map(vae)
-    array = latents.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
-    rgb = np.clip(array @ weights + bias, 0.0, 1.0)
+    if decoder is not None:
+        parameter = next(decoder.parameters())
+        with torch.no_grad():
+            decoded = decoder.decode(latents.to(parameter.device, parameter.dtype)).sample.float().cpu()
+        rgb = ((decoded.clamp(-1, 1) + 1) / 2).numpy().transpose(0, 2, 3, 1)
+    else:
+        weights, bias = latent_map(vae)
+        array = latents.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
+        rgb = np.clip(array @ weights + bias, 0.0, 1.0)
     images = []
     for item in rgb:
         image = Image.fromarray((item * 255).round().astype(np.uint8))
@@ -73,9 +97,11 @@ def preview_images(latents: Any, vae: Any, side: int) -> list[Any]:
 class EarlyAbort:
     """The step callback for one call: previews at the chosen steps, checks, stop on a block."""
 
-    def __init__(self, state: Any, steps: int, vae: Any, chained: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, state: Any, steps: int, vae: Any, chained: Callable[..., Any] | None, decoder: Any = None
+    ) -> None:
         policy = state.engine.policy
-        self.state, self.steps, self.vae, self.chained = state, steps, vae, chained
+        self.state, self.steps, self.vae, self.chained, self.decoder = state, steps, vae, chained, decoder
         self.at = sorted({min(steps - 1, max(0, round(f * steps) - 1)) for f in policy.preview.at})
         self.looked: list[int] = []
         """The steps at which a preview was checked (audited)."""
@@ -84,7 +110,7 @@ class EarlyAbort:
         latents = callback_kwargs.get("latents")
         if step in self.at and latents is not None and getattr(latents, "ndim", 0) == 4:
             self.looked.append(step)
-            fired = self.check(preview_images(latents, self.vae, 512), step)
+            fired = self.check(preview_images(latents, self.vae, 512, self.decoder), step)
             if fired:
                 raise GenerationStopped(fired, step + 1, self.steps)
         if self.chained is not None:

@@ -113,3 +113,32 @@ def test_the_latent_map_reproduces_what_the_vae_decodes(pipelines) -> None:
     error = np.abs(np.asarray(preview, np.float32) / 255 - expected).mean()
     constant = np.abs(expected - expected.mean(axis=(0, 1))).mean()  # what predicting the mean colour gets
     assert error < constant  # the linear map explains part of what the decoder does
+
+
+def test_a_local_tiny_decoder_makes_the_previews(sqlite_url: str, pipelines, tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    blocks = (8, 8, 8, 8)
+    AutoencoderTiny(
+        encoder_block_out_channels=blocks,
+        decoder_block_out_channels=blocks,
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    ).save_pretrained(tmp_path / "taesd")
+    policy = guardrail.parse_policy(POLICY + RULE)
+    seen = {}
+    for name, decoder in (("taesd", str(tmp_path / "taesd")), ("linear", None)):
+        spy = Spy(0.1)
+        with guardrail.Guard(
+            policy=policy, database=sqlite_url, classifiers={"spy": spy}, preview_decoder=decoder
+        ) as guard:
+            call(guard.wrap(pipelines("txt2img")), [])
+        seen[name] = np.asarray(spy.seen[0], np.float32)
+    assert seen["taesd"].shape == seen["linear"].shape == (512, 512, 3)
+    assert not np.array_equal(seen["taesd"], seen["linear"])  # the decoder made this preview, not the map
+    with pytest.raises(guardrail.ConfigError, match="preview decoder"), guardrail.Guard(
+        policy=policy, database=sqlite_url, classifiers={"spy": Spy(0.1)}, preview_decoder=str(tmp_path / "no")
+    ) as guard:
+        call(guard.wrap(pipelines("txt2img")), [])
