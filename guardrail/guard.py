@@ -162,7 +162,7 @@ class Guard:
                 HashOutputs(),
                 FingerprintOutputs(each),
                 ScreenOutputs(self.shadow),
-                ClassifyOutputs(each),
+                ClassifyOutputs(each, self.shadow),
                 LabelOutputs(each),
                 MarkOutputs(each),
                 HoldForReview(self.held, self.signer, each),

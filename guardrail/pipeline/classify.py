@@ -12,6 +12,7 @@ from guardrail.errors import MarkingError
 from guardrail.images import pixels_of, write_pixels
 from guardrail.pipeline.outputs import as_returned
 from guardrail.pipeline.state import CallState
+from guardrail.policy.engine import PolicyEngine
 from guardrail.workers import Each, spread
 
 
@@ -26,23 +27,32 @@ def classify(evidence: Any, rules: dict[str, Any], images: list[Any], role: str)
 
 
 class ClassifyOutputs:
+    """The active policy's classifier rules decide; the shadow policy's, when it has some, decide its
+    own decision over the same model runs (each model runs once per call)."""
+
     name = "classify_outputs"
 
-    def __init__(self, each: Each = map) -> None:
+    def __init__(self, each: Each = map, shadow: PolicyEngine | None = None) -> None:
         self.each = each
+        self.shadow = shadow
 
     def __call__(self, state: CallState) -> CallState:
         from guardrail.classify.rules import applicable
 
-        if not state.images or state.denied or not state.engine.policy.classifiers:
+        if not state.images or state.denied:
             return state
         assert state.evidence is not None and state.decision is not None
-        request = state.request
+        active, request = state.decision, state.request
+        if self.shadow is not None and state.shadow is not None and self.shadow.policy.classifiers:
+            theirs = applicable(self.shadow.policy.classifiers, request.user, request.roles, "output")
+            if theirs:
+                shadowed = classify(state.evidence, theirs, list(state.images), "output")[0]
+                state = state.evolve(shadow=state.shadow.with_fired(shadowed.fired))
         rules = applicable(state.engine.policy.classifiers, request.user, request.roles, "output")
         if not rules:
             return state
         judgement, note = classify(state.evidence, rules, list(state.images), "output")
-        decision = state.decision.with_fired(judgement.fired)
+        decision = active.with_fired(judgement.fired)
         if not judgement.blur or not decision.allowed:
             return state.evolve(decision=decision, notes=state.noted(classifiers=note))
         note["blurred"] = {str(i): [list(box) for box in boxes] for i, boxes in judgement.blur.items()}

@@ -265,3 +265,16 @@ def test_the_safety_checker_gives_scores_that_agree_with_its_own_verdicts(tmp_pa
             assert (nsfw > 0.5) == blacked_out and len(found) == 18
             agreed.add(blacked_out)
     assert agreed == {True, False}  # both verdicts were compared
+
+
+def test_a_shadow_policy_with_a_stricter_classifier_rule_is_recorded(sqlite_url: str) -> None:
+    active = guardrail.parse_policy(POLICY + "classifiers:\n  faces: {model: nudenet, labels: {FACE_FEMALE: 0.9}}\n")
+    stricter = guardrail.parse_policy(
+        POLICY.replace("name: c", "name: candidate")
+        + "classifiers:\n  faces: {model: nudenet, labels: {FACE_FEMALE: 0.5}, action: block}\n"
+    )
+    with guardrail.Guard(policy=active, shadow_policy=stricter, database=sqlite_url) as guard:
+        out = guard.wrap(lambda prompt: [photo("astronaut")])("a portrait")
+        assert len(out.images) == 1  # the active policy decides
+        shadow = events(guard, out.governance.audit_id)[-1]["detail"]["shadow"]
+        assert shadow["policy"] == "candidate" and shadow["decision"]["decision"] == "deny"

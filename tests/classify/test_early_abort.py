@@ -138,7 +138,10 @@ def test_a_local_tiny_decoder_makes_the_previews(sqlite_url: str, pipelines, tmp
         seen[name] = np.asarray(spy.seen[0], np.float32)
     assert seen["taesd"].shape == seen["linear"].shape == (512, 512, 3)
     assert not np.array_equal(seen["taesd"], seen["linear"])  # the decoder made this preview, not the map
-    with pytest.raises(guardrail.ConfigError, match="preview decoder"), guardrail.Guard(
-        policy=policy, database=sqlite_url, classifiers={"spy": Spy(0.1)}, preview_decoder=str(tmp_path / "no")
-    ) as guard:
+    with (
+        pytest.raises(guardrail.ConfigError, match="preview decoder"),
+        guardrail.Guard(
+            policy=policy, database=sqlite_url, classifiers={"spy": Spy(0.1)}, preview_decoder=str(tmp_path / "no")
+        ) as guard,
+    ):
         call(guard.wrap(pipelines("txt2img")), [])
