@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint bench postgres fonts clean
+.PHONY: install demo test lint bench postgres fonts browser clean
 INTEROP := tests/interop/node_modules/.installed-stamp
 
 $(STAMP): pyproject.toml .ci/constraints.txt
@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy guardrail
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code under test.
-test: $(STAMP) $(INTEROP) postgres fonts lint
+test: $(STAMP) $(INTEROP) postgres fonts browser lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
@@ -45,6 +45,12 @@ postgres:
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 	  (command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n1) main start) || \
 	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; its tests will fail"
+
+# Debian's chromium, which Playwright drives to test the report page (tests/report).
+browser:
+	@command -v chromium >/dev/null || \
+	  (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null) || \
+	  echo "warning: chromium is missing (apt-get install chromium); the report page tests will fail"
 
 # A CJK font (Debian's fonts-wqy-microhei, Apache-2.0 / GPL) for the visible label's CJK test.
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
@@ -67,6 +73,7 @@ bench: $(STAMP)
 	$(PY) bench/screening_eval.py
 	$(PY) bench/screening_eval.py --distractors 10000   # about 8 minutes: 10k references
 	$(PY) bench/audit_log.py   # about 10 minutes: fills 1M events on SQLite and on PostgreSQL
+	$(PY) bench/report.py   # about 5 minutes: the report page of 1M events, SQLite and PostgreSQL
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .quickstart tests/interop/node_modules

@@ -216,3 +216,76 @@ def sample_image(size: int = 64, seed: int = 0) -> Any:
     base = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
     noisy = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype("uint8")
     return Image.fromarray(noisy, "RGB")
+
+
+def fill_synthetic_log(url: str, calls: int, *, days: float = 30.0, seed_users: int = 200) -> dict[str, int]:
+    """Write `calls` calls (a request and an outcome event each, with a valid hash chain) spread over
+    the last `days` days into an audit database, fast (batched inserts): a log for report and query
+    tests and benchmarks. Returns how many calls each fired rule has, so a test can check a page."""
+    from datetime import datetime, timedelta, timezone
+
+    from guardrail.audit.chain import GENESIS, link
+    from guardrail.audit.events import new_id, outcome_event, request_event
+    from guardrail.audit.store import AuditStore, create_engine
+    from guardrail.audit.tables import audit_events
+    from guardrail.policy.decision import Decision, FiredRule
+    from guardrail.privacy import PromptPrivacy
+    from guardrail.request import CallContext, GenerationRequest, ModelIdentity
+
+    AuditStore(url).close()  # the schema
+    engine = create_engine(url)
+    privacy = PromptPrivacy("plaintext")
+    models = [ModelIdentity(pipeline_class="StableDiffusionPipeline", name_or_path=f"/models/m{i}") for i in range(3)]
+    start = datetime.now(timezone.utc) - timedelta(days=days)
+    step = timedelta(days=days) / max(1, calls)
+    counts: dict[str, int] = {}
+    previous, seq, batch = GENESIS, 0, []
+    with engine.begin() as connection:
+        head = (
+            connection.execute(audit_events.select().order_by(audit_events.c.chain_seq.desc()).limit(1))
+            .mappings()
+            .first()
+        )
+        if head is not None:
+            previous, seq = head["entry_hash"], head["chain_seq"]
+        for i in range(calls):
+            fired: list[FiredRule] = []
+            if i % 10 == 0:
+                fired.append(FiredRule("no-gore", "deny", "Graphic violence is not allowed."))
+            elif i % 25 == 5:
+                fired.append(FiredRule("no-weapons", "deny", "Weapons are not allowed."))
+            elif i % 7 == 3:
+                fired.append(FiredRule("real-people", "flag", "The prompt may depict a real person."))
+            denied = any(rule.effect == "deny" for rule in fired)
+            decision = Decision("deny" if denied else "allow", tuple(fired))
+            for rule in fired:
+                counts[rule.id] = counts.get(rule.id, 0) + 1
+            request = GenerationRequest(
+                prompts=(f"a watercolor fox number {i}",), model=models[i % 3], user=f"user{i % seed_users:03d}"
+            )
+            ctx = CallContext(new_id(), request, "default", "v" * 64, privacy)
+            notes = {}
+            if i % 50 == 7:
+                match = {"set": "logos", "method": "phash", "label": "ACME", "reference_id": "r1", "score": 4}
+                notes = {"screening": {"outputs": [[match]]}}
+            outcome = outcome_event(
+                ctx,
+                decision=decision,
+                outputs=[] if denied else [{"sha256": "a" * 64}],
+                durations_ms={"generate": 1.0},
+                notes=notes,
+            )
+            for event in (request_event(ctx), outcome):
+                row = event.row()
+                row["created_at"] = start + step * i
+                seq += 1
+                linked = link(row, seq, previous)
+                previous = linked["entry_hash"]
+                batch.append(linked)
+            if len(batch) >= 20000:
+                connection.execute(audit_events.insert(), batch)
+                batch = []
+        if batch:
+            connection.execute(audit_events.insert(), batch)
+    engine.dispose()
+    return counts

@@ -264,8 +264,9 @@ def export(
     config: ConfigOption = Path("guardrail.yaml"),
     database: DatabaseOption = None,
 ) -> None:
-    """Write an evidence package: the events (JSON lines), the checkpoints, the public key and a
-    verification report of the whole log. Writes files in OUTPUT.
+    """Write an evidence package: the events (JSON lines), the checkpoints, the public key, a
+    verification report of the whole log and the report page of the period (report.html). Writes
+    files in OUTPUT.
 
     Example: guardrail audit export evidence-2026-q4 --since 2026-10-01 --until 2027-01-01
     """
@@ -283,15 +284,66 @@ def export(
                 count += 1
         rows = checkpoints(store.engine)
         report = verify_log(store.engine, public_key=key)
+        page = _report_page(store.engine, start, end, None, False, key, report.as_dict())
+    (output / "report.html").write_text(page, encoding="utf-8")
     (output / "checkpoints.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     summary = {"since": since, "until": until, "events_exported": count, "verification": report.as_dict()}
     (output / "verification.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if key is not None:
         (output / "checkpoint-public-key.pem").write_bytes(key)
-    console.print(f"wrote {count} events, {len(rows)} checkpoints and the verification report to {output}")
+    console.print(f"wrote {count} events, {len(rows)} checkpoints, the verification and report.html to {output}")
     if not report.ok:
         console.print("[red]the log did not verify; see verification.json[/red]")
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    since: Since = None,
+    until: Until = None,
+    user: User = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Verify the whole log for the page (default).")
+    ] = True,
+    public_key: Annotated[Path | None, typer.Option("--public-key", help="Checkpoint public key.")] = None,
+    config: ConfigOption = Path("guardrail.yaml"),
+    database: DatabaseOption = None,
+) -> None:
+    """Write the compliance report page of a period: totals and rates, calls and denials over time,
+    denials and flags by rule, user, model, adapter and policy version, screening matches, classifier
+    detections, quota exhaustion, policy changes, the log's verification and checkpoints, and the most
+    recent denied calls. One self-contained HTML file: charts as inline SVG, no script, no request when
+    opened; prints to PDF. Needs the report extra (matplotlib). Writes OUT.
+
+    Example: guardrail audit report --since 7d --out report.html
+    """
+    key = _public_key(config, public_key)
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with _store(config, database) as store:
+        page = _report_page(store.engine, start, end, user, verify, key)
+    out.write_text(page, encoding="utf-8")
+    console.print(f"wrote {out} ({len(page.encode()) / 1024:.0f} KB)")
+
+
+def _report_page(
+    engine: Any,
+    since: Any,
+    until: Any,
+    user: str | None,
+    verify: bool,
+    key: bytes | None,
+    verification: dict[str, Any] | None = None,
+) -> str:
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        raise typer.BadParameter("the report page needs matplotlib: pip install 'guardrail[report]'") from None
+    from guardrail.report.page import report_page
+
+    return report_page(
+        engine, since=since, until=until, user=user, verify=verify, public_key=key, verification=verification
+    )
 
 
 @app.command()
