@@ -35,3 +35,31 @@ def test_trace_a_leaked_image_example(tmp_path) -> None:
     heavy, light = out.split("reencoded.jpg")
     assert "traced by watermark (strong evidence)" in heavy
     assert "traced by watermark (strong evidence)" in light and "traced by fingerprint (weak evidence)" in light
+
+
+def test_compliance_review_example(tmp_path) -> None:
+    out = run_example("compliance_review.py", tmp_path)
+    assert "denied last week: 6" in out and "log verified: True" in out
+    assert "'report.html'" in out and "calls: 15" in out
+    page = (tmp_path / ".review-demo" / "evidence" / "report.html").read_text()
+    assert 'id="rules"' in page and "verified" in page
+
+
+def test_multi_worker_postgres_example(tmp_path, postgres_server_url) -> None:
+    out = run_example("multi_worker_postgres.py", tmp_path)
+    assert "{'allowed': 5, 'denied by five-an-hour': 7}" in out  # the quota held across processes
+    assert "one chain of 24 events from 4 workers: verified True" in out
+
+
+def test_service_example(tmp_path) -> None:
+    out = run_example("service.py", tmp_path)
+    allowed, denied, held = out.strip().splitlines()
+    assert allowed.startswith("200 'a watercolor fox'") and "C2PA Trusted" in allowed
+    assert denied.startswith("403 ") and "'rules': ['no-graphic-violence']" in denied and "'audit_id'" in denied
+    assert held.startswith("202 ") and "pending_review" in held
+
+
+def test_sdxl_controlnet_lora_example(tmp_path) -> None:
+    out = run_example("sdxl_controlnet_lora.py", tmp_path)
+    assert "allowed: 1 image, adapters ['watercolor-v2']" in out and "LoRA file SHA-256 logged" in out
+    assert "denied before generation: ['approved-loras']: adapter 'nsfw-style' is on the deny list" in out
