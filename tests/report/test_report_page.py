@@ -79,6 +79,11 @@ def test_the_charts_draw_the_logs_counts(tmp_path: Path, browser: Any) -> None:
     assert page.query_selector(first) is not None  # the link leads to the call's details
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert (tmp_path / "report.png").stat().st_size > 20_000
+    page.emulate_media(media="print")  # printed to PDF as an auditor would file it
+    assert page.eval_on_selector("#rules path", "e => e.getBoundingClientRect().width") > 0
+    pdf = tmp_path / "report.pdf"
+    page.pdf(path=str(pdf), format="A4", print_background=True)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
 
 
 def test_an_empty_period(tmp_path: Path, browser: Any) -> None:
