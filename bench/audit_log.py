@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
 
-from guardrail.audit.chain import GENESIS, link
 from guardrail.audit.events import new_id, outcome_event, request_event
 from guardrail.audit.query import CallFilter, query_calls
 from guardrail.audit.store import AuditStore, create_engine
@@ -31,6 +30,7 @@ from guardrail.audit.verify import verify_log
 from guardrail.policy.decision import Decision, FiredRule
 from guardrail.privacy import HmacKey, PromptPrivacy
 from guardrail.request import CallContext, GenerationRequest, ModelIdentity
+from guardrail.testing import append_chained
 
 PRIVACY = PromptPrivacy("hmac", HmacKey(os.urandom(32)))
 USERS = [f"user{i:04d}" for i in range(2000)]
@@ -58,26 +58,11 @@ def events_for(i: int, created_at: datetime) -> list[dict]:
 
 def fill(url: str, count: int) -> None:
     """Write `count` events (count/2 calls) with a valid chain, in batches: a log of months."""
-    AuditStore(url).close()
-    engine = create_engine(url)  # guardrail's engine: its JSON is the canonical text the chain covers
     start = datetime.now(timezone.utc) - timedelta(days=90)
     step = timedelta(days=90) / max(1, count)
-    previous, seq, batch = GENESIS, 0, []
     begun = time.perf_counter()
-    with engine.begin() as connection:
-        for i in range(count // 2):
-            for row in events_for(i, start + step * (2 * i)):
-                seq += 1
-                linked = link(row, seq, previous)
-                previous = linked["entry_hash"]
-                batch.append(linked)
-            if len(batch) >= 20000:
-                connection.execute(audit_events.insert(), batch)
-                batch = []
-        if batch:
-            connection.execute(audit_events.insert(), batch)
-    engine.dispose()
-    print(f"  filled {seq:,} events in {time.perf_counter() - begun:.0f} s")
+    written = append_chained(url, (row for i in range(count // 2) for row in events_for(i, start + step * (2 * i))))
+    print(f"  filled {written:,} events in {time.perf_counter() - begun:.0f} s")
 
 
 def write_rate(url: str, threads: int, seconds: float = 4.0) -> float:

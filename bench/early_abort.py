@@ -13,28 +13,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
 
 import torch
+from _stats import median_ms
 
 import guardrail
 from guardrail.testing import tiny_pipeline
 
 
 def timed(fn: Any, repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    fn()  # warm up: the first call loads and compiles what later ones reuse
+    return median_ms(fn, repeat)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,28 +219,17 @@ def sample_image(size: int = 64, seed: int = 0) -> Any:
     return Image.fromarray(noisy, "RGB")
 
 
-def fill_synthetic_log(url: str, calls: int, *, days: float = 30.0, seed_users: int = 200) -> dict[str, int]:
-    """Write `calls` calls (a request and an outcome event each, with a valid hash chain) spread over
-    the last `days` days into an audit database, fast (batched inserts): a log for report and query
-    tests and benchmarks. Returns how many calls each fired rule has, so a test can check a page."""
-    from datetime import datetime, timedelta, timezone
-
+def append_chained(url: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Append event rows (AuditEvent.row(), with their created_at) to the log at `url`, linked into its
+    hash chain, in batches of 20,000 inserts: how tests and benchmarks make large logs quickly.
+    Creates the schema if needed; returns how many rows were written."""
     from guardrail.audit.chain import GENESIS, link
-    from guardrail.audit.events import new_id, outcome_event, request_event
     from guardrail.audit.store import AuditStore, create_engine
     from guardrail.audit.tables import audit_events
-    from guardrail.policy.decision import Decision, FiredRule
-    from guardrail.privacy import PromptPrivacy
-    from guardrail.request import CallContext, GenerationRequest, ModelIdentity
 
     AuditStore(url).close()  # the schema
-    engine = create_engine(url)
-    privacy = PromptPrivacy("plaintext")
-    models = [ModelIdentity(pipeline_class="StableDiffusionPipeline", name_or_path=f"/models/m{i}") for i in range(3)]
-    start = datetime.now(timezone.utc) - timedelta(days=days)
-    step = timedelta(days=days) / max(1, calls)
-    counts: dict[str, int] = {}
-    previous, seq, batch = GENESIS, 0, []
+    engine = create_engine(url)  # guardrail's engine: its JSON is the canonical text the chain covers
+    previous, seq, batch, written = GENESIS, 0, [], 0
     with engine.begin() as connection:
         head = (
             connection.execute(audit_events.select().order_by(audit_events.c.chain_seq.desc()).limit(1))
@@ -248,6 +238,40 @@ def fill_synthetic_log(url: str, calls: int, *, days: float = 30.0, seed_users: 
         )
         if head is not None:
             previous, seq = head["entry_hash"], head["chain_seq"]
+        for row in rows:
+            seq += 1
+            linked = link(row, seq, previous)
+            previous = linked["entry_hash"]
+            batch.append(linked)
+            if len(batch) >= 20000:
+                connection.execute(audit_events.insert(), batch)
+                written += len(batch)
+                batch = []
+        if batch:
+            connection.execute(audit_events.insert(), batch)
+            written += len(batch)
+    engine.dispose()
+    return written
+
+
+def fill_synthetic_log(url: str, calls: int, *, days: float = 30.0, seed_users: int = 200) -> dict[str, int]:
+    """Write `calls` calls (a request and an outcome event each, with a valid hash chain) spread over
+    the last `days` days into an audit database, fast (batched inserts): a log for report and query
+    tests and benchmarks. Returns how many calls each fired rule has, so a test can check a page."""
+    from datetime import datetime, timedelta, timezone
+
+    from guardrail.audit.events import new_id, outcome_event, request_event
+    from guardrail.policy.decision import Decision, FiredRule
+    from guardrail.privacy import PromptPrivacy
+    from guardrail.request import CallContext, GenerationRequest, ModelIdentity
+
+    privacy = PromptPrivacy("plaintext")
+    models = [ModelIdentity(pipeline_class="StableDiffusionPipeline", name_or_path=f"/models/m{i}") for i in range(3)]
+    start = datetime.now(timezone.utc) - timedelta(days=days)
+    step = timedelta(days=days) / max(1, calls)
+    counts: dict[str, int] = {}
+
+    def rows() -> Iterator[dict[str, Any]]:
         for i in range(calls):
             fired: list[FiredRule] = []
             if i % 10 == 0:
@@ -278,14 +302,7 @@ def fill_synthetic_log(url: str, calls: int, *, days: float = 30.0, seed_users: 
             for event in (request_event(ctx), outcome):
                 row = event.row()
                 row["created_at"] = start + step * i
-                seq += 1
-                linked = link(row, seq, previous)
-                previous = linked["entry_hash"]
-                batch.append(linked)
-            if len(batch) >= 20000:
-                connection.execute(audit_events.insert(), batch)
-                batch = []
-        if batch:
-            connection.execute(audit_events.insert(), batch)
-    engine.dispose()
+                yield row
+
+    append_chained(url, rows())
     return counts

@@ -25,17 +25,8 @@ class Sign:
             return state  # a call held for review is signed when it is released
         assert state.call is not None and state.decision is not None
         try:
-            signed = sign_call(
-                self.signer,
-                list(state.images),
-                state.call,
-                state.decision,
-                state.notes.get("screening"),
-                marking=_marking(state.notes.get("marking")),
-                classifiers=state.notes.get("classifiers"),
-                soft_bindings=_soft_bindings(state.watermarks, state.fingerprints),
-                each=self.each,
-            )
+            manifests = call_manifests_of(self.signer, state)
+            signed = sign_call(self.signer, list(state.images), state.call, manifests, each=self.each)
         except SigningError as exc:
             if state.engine.policy.provenance.required:
                 raise SigningError(f"{exc}; the images were withheld", state.call.call_id) from exc

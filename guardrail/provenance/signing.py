@@ -134,29 +134,15 @@ def sign_call(
     signer: ImageSigner,
     images: list[Any],
     ctx: CallContext,
-    decision: Decision,
-    screening: dict[str, Any] | None = None,
+    manifests: Sequence[dict[str, Any]],
     *,
-    marking: dict[str, Any] | None = None,
-    classifiers: dict[str, Any] | None = None,
-    soft_bindings: Sequence[Sequence[SoftBinding]] = (),
     each: Callable[..., Iterable[Any]] = map,
 ) -> list[SignedImage]:
-    """Sign every image of one call with the call's manifest (with the screening summary, when the
-    call was screened) and ingredients; `each` maps the images (an executor's map signs them
-    concurrently: one Signer and Context serve all threads). Raises SigningError."""
+    """Sign every image of one call with its manifest (call_manifests) and the call's ingredients;
+    `each` maps the images (an executor's map signs them concurrently: one Signer and Context serve
+    all threads). Raises SigningError."""
     from guardrail.provenance.manifest import ingredients
 
-    manifests = call_manifests(
-        signer,
-        len(images),
-        ctx,
-        decision,
-        screening,
-        marking=marking,
-        classifiers=classifiers,
-        soft_bindings=soft_bindings,
-    )
     parts = ingredients(ctx.request)
 
     def one(item: tuple[Any, dict[str, Any]]) -> SignedImage:
@@ -177,8 +163,8 @@ def call_manifests(
     classifiers: dict[str, Any] | None = None,
     soft_bindings: Sequence[Sequence[SoftBinding]] = (),
 ) -> list[dict[str, Any]]:
-    """The manifest definition of each of a call's `count` images, as sign_call signs them (a call held
-    for review keeps them, to sign at release)."""
+    """The manifest definition of each of a call's `count` images: what sign_call signs them with (a
+    call held for review keeps them, to sign at release)."""
     from guardrail.provenance.manifest import build_manifest, image_manifest
 
     manifest = build_manifest(
