@@ -177,3 +177,91 @@ def match_(
                 )
     if any_match:
         raise typer.Exit(1)
+
+
+@app.command()
+def calibrate(
+    name: Annotated[str, typer.Argument(help="The set.")],
+    negatives: Annotated[
+        Path, typer.Option("--negatives", "-n", help="Folder of your images that are NOT protected (recursive).")
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Where the set's own images are now (default: where they were added from)."),
+    ] = None,
+    target_fpr: Annotated[
+        float, typer.Option("--target-fpr", help="False matches allowed among the negatives.", min=0.0, max=0.5)
+    ] = 0.001,
+    variants: Annotated[int, typer.Option("--variants", help="Edited copies per image and family.", min=1)] = 2,
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Put the thresholds into this policy file (comments kept).")
+    ] = None,
+    root: Root = Path(".guardrail/refs"),
+    as_json: JsonOption = False,
+) -> None:
+    """Pick a set's thresholds on your own data: the set's images, edited by the evaluation's families
+    (JPEG, resize, crop, flip, rotation, colour, blur, noise, text, borders, screenshots), against your
+    unprotected images and random patches of them. Prints, per tier, the loosest threshold whose false
+    matches stay within --target-fpr, and the recall it gives per family; --write updates the set's
+    thresholds in a policy file. Reads the set's images by their SHA-256, so a moved or changed file is
+    not mistaken for the one protected.
+
+    Example: guardrail refs calibrate brand-logos --negatives assets/not-protected --write policies/default.yaml
+    """
+    import hashlib
+
+    from rich.progress import Progress
+
+    from guardrail.images import open_image, read_limited
+    from guardrail.screening.calibrate import calibrate as run_calibration
+    from guardrail.screening.calibrate import write_thresholds
+    from guardrail.screening.families import FAMILIES
+    from guardrail.screening.refsets import ReferenceSet, image_files
+
+    if write is not None and not write.is_file():  # refused before the work, not after it
+        raise typer.BadParameter(f"{write}: no such policy file", param_hint="--write")
+    refset = ReferenceSet.open(_folder(root, name))
+    by_digest: dict[str, Path] = {}
+    candidates = image_files([images], recursive=True) if images is not None else []
+    candidates += [Path(e.source) for e in refset.entries if Path(e.source).is_file()]
+    for path in candidates:
+        by_digest.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    protected = [
+        (i, open_image(read_limited(by_digest[e.sha256]), name=str(by_digest[e.sha256])))
+        for i, e in enumerate(refset.entries)
+        if e.sha256 in by_digest
+    ]
+    if not protected:
+        raise typer.BadParameter(f"none of {name}'s images was found; give --images DIR", param_hint="--images")
+    others = [open_image(read_limited(p), name=str(p)) for p in image_files([negatives], recursive=True)]
+    if not others:
+        raise typer.BadParameter(f"no images in {negatives}", param_hint="--negatives")
+    total = len(protected) * len(FAMILIES) * variants + len(others) * 4
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"calibrating {name}", total=total)
+        result = run_calibration(
+            refset, protected, others, target_fpr=target_fpr, variants=variants, progress=lambda: progress.advance(task)
+        )
+    if write is not None:
+        try:
+            write_thresholds(write, name, result)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--write") from None
+    if as_json:
+        emit_line(result.as_dict())
+        return
+    missing = len(refset.entries) - len(protected)
+    console.print(
+        f"{name}: {len(protected)} protected images{f' ({missing} not found)' if missing else ''}, "
+        f"{result.positives} edited copies, {result.negatives} negatives; target FPR {target_fpr:g}",
+        highlight=False,
+    )
+    console.print(
+        f"  phash max_distance {result.max_distance}, keypoints min_inliers {result.min_inliers}: "
+        f"recall {result.recall:.1%} at a measured FPR of {result.fpr:.2%}",
+        highlight=False,
+    )
+    rows = [{"family": f, **{k: f"{v:.1%}" for k, v in r.items()}} for f, r in result.by_family.items()]
+    emit(rows, as_json=False, as_csv=False, columns=("family", "phash", "keypoints", "both"), title="recall")
+    if write is not None:
+        console.print(f"wrote the thresholds into {write}")
