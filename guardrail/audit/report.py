@@ -40,6 +40,9 @@ class ReportData:
     """Per reference set and method: matches."""
     classifier_labels: list[dict[str, Any]] = field(default_factory=list)
     quotas: list[dict[str, Any]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    """Review actions on held calls by the item's status after them (pending_review: an approval that
+    was not the last; approved; rejected, expiries and erasures included)."""
     policy_changes: list[dict[str, Any]] = field(default_factory=list)
     recent_denied: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: int = 0
@@ -131,6 +134,7 @@ def report_data(
     bucket = "hour" if span is not None and span <= timedelta(days=3) else "day"
     denied = "sum(CASE WHEN o.status = 'denied' THEN 1 ELSE 0 END)"
     changes = " AND ".join(c for c in ["o.kind = 'policy'", *where[1:]] if "user_id" not in c)
+    reviews = " AND ".join(c for c in ["o.kind = 'review'", *where[1:]] if "user_id" not in c)
     queries = {
         "statuses": f"SELECT o.status, count(*) AS n, sum(CASE WHEN o.flagged THEN 1 ELSE 0 END) AS flagged "
         f"FROM audit_events o WHERE {condition} GROUP BY o.status",
@@ -154,6 +158,7 @@ def report_data(
         f"FROM audit_events o, {sql['found']} WHERE {condition} GROUP BY 1 ORDER BY 2 DESC LIMIT {TOP}",
         "quotas": f"SELECT {sql['quota_id']} AS quota, count(*) AS exhausted FROM audit_events o, {sql['quota']} "
         f"WHERE {condition} AND o.status = 'denied' AND {sql['quota_match']} GROUP BY 1 ORDER BY 2 DESC",
+        "reviews": f"SELECT o.status, count(*) AS actions FROM audit_events o WHERE {reviews} GROUP BY 1 ORDER BY 1",
         "policy_changes": "SELECT o.created_at AS at, o.status, o.policy_name AS policy, "
         f"o.policy_version AS version, o.error FROM audit_events o WHERE {changes} ORDER BY o.chain_seq",
         "recent_denied": "SELECT o.call_id, o.created_at AS at, o.user_id AS user_id, o.rules, "

@@ -258,7 +258,16 @@ def _quotas_and_changes(data: ReportData) -> str:
         if data.policy_changes
         else '<p class="muted">No policy change in this period.</p>'
     )
-    return f"<h2>Quotas</h2>{quotas}<h2>Policy changes</h2>{changes}"
+    held = data.statuses.get("pending_review", 0)
+    if held or data.reviews:
+        names = {"pending_review": "approvals short of the count", "approved": "released", "rejected": "rejected"}
+        rows = [("calls held for review", held)] + [
+            (names.get(r["status"], r["status"]), r["actions"]) for r in data.reviews
+        ]
+        review = _table(("human review", "calls or actions"), rows, "reviews")
+    else:
+        review = '<p class="muted">No call was held for review in this period.</p>'
+    return f"<h2>Human review</h2>{review}<h2>Quotas</h2>{quotas}<h2>Policy changes</h2>{changes}"
 
 
 def _recent(data: ReportData) -> str:

@@ -128,3 +128,24 @@ def test_audit_report_and_export_write_the_page(tmp_path: Path, capsys) -> None:
     assert code == 0 and 'id="over-time"' in (tmp_path / "evidence" / "report.html").read_text()
     code, _, err = run(capsys, "audit", "report", "--database", url, "--since", "yesterday-ish")
     assert code == 2 and "--since" in err
+
+
+def test_the_numbers_are_the_same_on_both_databases(database: str) -> None:
+    counts = fill_synthetic_log(database, 300, days=10)
+    engine = create_engine(database)
+    try:
+        data = report_data(engine)
+        recent = report_data(engine, since=datetime.now(timezone.utc) - timedelta(days=2))
+    finally:
+        engine.dispose()
+    assert data.statuses == {"allowed": 264, "denied": 36} and data.flagged == counts["real-people"]
+    by_rule = {(row["rule"], row["effect"]): int(row["calls"]) for row in data.rules}
+    assert by_rule == {("no-gore", "deny"): 30, ("no-weapons", "deny"): 6, ("real-people", "flag"): counts["real-people"]}
+    assert [(r["refset"], r["method"], int(r["matches"])) for r in data.screening] == [("logos", "phash", 6)]
+    assert data.bucket == "day" and sum(row["calls"] for row in data.over_time) == 300
+    assert len(data.recent_denied) == 20 and {r["model"] for r in data.models} == {
+        "/models/m0",
+        "/models/m1",
+        "/models/m2",
+    }
+    assert recent.bucket == "hour" and 0 < recent.calls < 100
