@@ -140,7 +140,11 @@ def test_the_numbers_are_the_same_on_both_databases(database: str) -> None:
         engine.dispose()
     assert data.statuses == {"allowed": 264, "denied": 36} and data.flagged == counts["real-people"]
     by_rule = {(row["rule"], row["effect"]): int(row["calls"]) for row in data.rules}
-    assert by_rule == {("no-gore", "deny"): 30, ("no-weapons", "deny"): 6, ("real-people", "flag"): counts["real-people"]}
+    assert by_rule == {
+        ("no-gore", "deny"): 30,
+        ("no-weapons", "deny"): 6,
+        ("real-people", "flag"): counts["real-people"],
+    }
     assert [(r["refset"], r["method"], int(r["matches"])) for r in data.screening] == [("logos", "phash", 6)]
     assert data.bucket == "day" and sum(row["calls"] for row in data.over_time) == 300
     assert len(data.recent_denied) == 20 and {r["model"] for r in data.models} == {
