@@ -28,7 +28,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from guardrail.screening.families import EASY, FAMILIES
+from guardrail.screening.families import EASY, FAMILIES, hard_families
 from guardrail.screening.hashes import distances
 from guardrail.screening.keypoints import inliers
 from guardrail.screening.refsets import ReferenceSet
@@ -108,11 +108,15 @@ def main() -> None:
         "--distractors", type=int, default=0, help="instead: screen with guardrail's defaults against a set padded "
         "with this many references (patches of a third group of photos), as a large set would be"
     )  # fmt: skip
+    parser.add_argument(
+        "--hard", action="store_true", help="with --distractors: also composites, heavy crops, rotations to 90 "
+        "degrees and perspective (issue 16)"
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(0)
     photos = load_photos()
     if args.distractors:
-        at_scale(photos, args.distractors, args.variants, args.patches, rng)
+        at_scale(photos, args.distractors, args.variants, args.patches, rng, hard=args.hard)
         return
     names = sorted(photos)
     protected, others = names[::2], names[1::2]
@@ -173,7 +177,15 @@ def main() -> None:
     print(row("overall", np.array(everything), cuts, defaults) + "  (goal 95 %)")
 
 
-def at_scale(photos: dict[str, Image.Image], distractors: int, variants: int, patches: int, rng: random.Random) -> None:
+def at_scale(
+    photos: dict[str, Image.Image],
+    distractors: int,
+    variants: int,
+    patches: int,
+    rng: random.Random,
+    *,
+    hard: bool = False,
+) -> None:
     """TPR and FPR of the screen as guardrail runs it (default thresholds, keypoints verified on at most
     CANDIDATES references per image) when the protected photos hide among many other references."""
     names = sorted(photos)
@@ -196,12 +208,15 @@ def at_scale(photos: dict[str, Image.Image], distractors: int, variants: int, pa
         return any(m.label in protected for m in match(Query(image), refset, rule))
 
     started = time.perf_counter()
+    families = dict(FAMILIES)
+    if hard:  # composites are pasted over the unprotected photos, which are not references
+        families.update(hard_families([photos[n] for n in others]))
     results = {
         family: [hit(augment(photos[name], rng)) for name in protected for _ in range(variants)]
-        for family, augment in FAMILIES.items()
+        for family, augment in families.items()
     }
     elapsed = time.perf_counter() - started
-    negatives = [hit(augment(photos[n], rng)) for n in others for augment in FAMILIES.values()]
+    negatives = [hit(augment(photos[n], rng)) for n in others for augment in families.values()]
     for _ in range(patches):
         negatives.append(hit(negative_patch(photos, others, rng)))
     queries = sum(map(len, results.values()))

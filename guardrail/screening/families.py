@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -88,3 +88,64 @@ FAMILIES: dict[str, Augment] = {
     "grayscale": gray, "blur": blur, "noise": noise, "text": text, "border": border, "screenshot": screenshot,
 }  # fmt: skip
 EASY = ("jpeg", "resize", "brightness/contrast", "blur", "grayscale", "noise", "text", "flip")
+
+
+def hard_families(backgrounds: list[Image.Image]) -> dict[str, Augment]:
+    """The shapes a protected image takes inside a generated picture, beyond FAMILIES (issue 16): pasted
+    into another photo (`backgrounds`) at 20-50 % of its width, cropped to 40-60 % of each side, rotated
+    by up to 90 degrees, seen in perspective."""
+
+    def composite(image: Image.Image, rng: random.Random) -> Image.Image:
+        share = rng.uniform(0.2, 0.5)
+        width = min(1600, int(image.width / share))
+        background = rng.choice(backgrounds).convert("RGB")
+        height = max(
+            int(width * background.height / background.width), int(image.height * width / image.width * share) + 1
+        )
+        canvas = background.resize((width, height))
+        pasted = image.convert("RGB").resize(
+            (int(width * share), max(1, int(image.height * width * share / image.width)))
+        )
+        x = rng.randint(0, max(0, width - pasted.width))
+        y = rng.randint(0, max(0, height - pasted.height))
+        canvas.paste(pasted, (x, y))
+        return canvas
+
+    def heavy_crop(image: Image.Image, rng: random.Random) -> Image.Image:
+        w, h = image.size
+        keep_w, keep_h = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6)
+        left, top = rng.uniform(0, 1 - keep_w) * w, rng.uniform(0, 1 - keep_h) * h
+        return image.crop((int(left), int(top), int(left + keep_w * w), int(top + keep_h * h)))
+
+    def rotate_90(image: Image.Image, rng: random.Random) -> Image.Image:
+        fill = rng.choice([(255, 255, 255), (0, 0, 0), (128, 128, 128)])
+        return image.convert("RGB").rotate(
+            rng.uniform(-90, 90), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=fill
+        )
+
+    def perspective(image: Image.Image, rng: random.Random) -> Image.Image:
+        w, h = image.size
+        corners = [(0, 0), (w, 0), (w, h), (0, h)]
+        moved = [(x + rng.uniform(-0.15, 0.15) * w, y + rng.uniform(-0.15, 0.15) * h) for x, y in corners]
+        return image.convert("RGB").transform(
+            (w, h), Image.Transform.PERSPECTIVE, _perspective_coefficients(corners, moved), Image.Resampling.BILINEAR
+        )
+
+    return {
+        "composite 20-50%": composite,
+        "crop to 40-60%": heavy_crop,
+        "rotate to 90 deg": rotate_90,
+        "perspective": perspective,
+    }
+
+
+def _perspective_coefficients(
+    target: Sequence[tuple[float, float]], source: Sequence[tuple[float, float]]
+) -> list[float]:
+    """PIL's 8 perspective coefficients mapping each output corner in `target` to `source`."""
+    rows = []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    solution = np.linalg.solve(np.array(rows, float), np.array([c for point in source for c in point], float))
+    return [float(c) for c in solution]
