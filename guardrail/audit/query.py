@@ -178,15 +178,19 @@ def _calls_query(engine: Engine, where: CallFilter) -> Any:
 
 
 def query_calls(engine: Engine, where: CallFilter = CallFilter()) -> list[CallSummary]:
-    """The calls that match, newest first; a call with no outcome yet shows as pending. Reads only."""
+    """The calls that match, newest first; a call with no outcome yet shows as pending, and one held for
+    review shows what reviewers decided since (`approved after review`, `rejected after review`); the
+    status filter selects on the outcome (pending_review: every call that was held). Reads only."""
     with engine.connect() as connection:
         rows = connection.execute(_calls_query(engine, where)).mappings().all()
+        held = [r["call_id"] for r in rows if r["status"] == "pending_review"]
+        decided = _review_outcomes(connection, held) if held else {}
     return [
         CallSummary(
             call_id=r["call_id"],
             started_at=as_utc(r["created_at"]),
             user=r["user_id"],
-            status=r["status"],
+            status=decided.get(r["call_id"], r["status"]),
             decision=r["decision"],
             rules=r["rules"] or [],
             model=r["model_name"],
@@ -196,6 +200,18 @@ def query_calls(engine: Engine, where: CallFilter = CallFilter()) -> list[CallSu
         )
         for r in rows
     ]
+
+
+def _review_outcomes(connection: Any, call_ids: list[str]) -> dict[str, str]:
+    """For held calls that reviewers have decided: their status since (approved or rejected after review)."""
+    from guardrail.audit.review import review_actions
+
+    found = {}
+    for call_id, actions in review_actions(connection, call_ids).items():
+        final = [a["status"] for a in actions if a["status"] in ("approved", "rejected")]
+        if final:
+            found[call_id] = f"{final[-1]} after review"
+    return found
 
 
 def list_calls(

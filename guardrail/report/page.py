@@ -115,7 +115,8 @@ def render(
 
 def _totals(data: ReportData) -> str:
     cards: list[tuple[str, int | str, str]] = [("calls", data.calls, ""), ("images returned", data.images, "")]
-    cards += [(status.replace("_", " "), data.statuses.get(status, 0), status) for status in STATUS_ORDER]
+    names = {"pending_review": "held for review"}
+    cards += [(names.get(status, status), data.statuses.get(status, 0), status) for status in STATUS_ORDER]
     cards += [("flagged", data.flagged, "flagged"), ("block rate", f"{data.block_rate:.1%}", "denied")]
     shown = [card for card in cards if card[1] not in (0,) or card[0] in ("calls", "denied", "block rate")]
     items = "".join(

@@ -93,6 +93,8 @@ def test_a_review_hit_holds_the_images_until_two_reviewers_approve(
             assert review["status"] == "approved" and [a["reviewer"] for a in review["approvals"]] == ["bob", "carol"]
             pixels = Image.open(io.BytesIO(image.data)).convert("RGB")
             assert guardrail.images.image_sha256(pixels) == record["sha256"]  # the pixels the call produced
+        listed = {c.call_id: c.status for c in guardrail.query_calls(guard.store.engine)}
+        assert listed[audit_id] == "approved after review"  # what reviewers decided, in the call list
         fetched = guard.reviews.fetch(audit_id, tmp_path / "out")
         assert [p.read_bytes() for p in fetched] == [i.data for i in released]
         kinds = [(e["kind"], e["status"], e["user_id"]) for e in events(guard, audit_id)]
