@@ -200,7 +200,8 @@ def calibrate(
     as_json: JsonOption = False,
 ) -> None:
     """Pick a set's thresholds on your own data: the set's images, edited by the evaluation's families
-    (JPEG, resize, crop, flip, rotation, colour, blur, noise, text, borders, screenshots), against your
+    (JPEG, resize, crop, flip, rotation, colour, blur, noise, text, borders, screenshots; composites over
+    your images, heavy crops, rotations to 90 degrees, perspective), against your
     unprotected images and random patches of them. Prints, per tier, the loosest threshold whose false
     matches stay within --target-fpr, and the recall it gives per family; --write updates the set's
     thresholds in a policy file. Reads the set's images by their SHA-256, so a moved or changed file is
@@ -236,7 +237,7 @@ def calibrate(
     others = [open_image(read_limited(p), name=str(p)) for p in image_files([negatives], recursive=True)]
     if not others:
         raise typer.BadParameter(f"no images in {negatives}", param_hint="--negatives")
-    total = len(protected) * len(FAMILIES) * variants + len(others) * 4
+    total = len(protected) * (len(FAMILIES) + 4) * variants + len(others) * 4  # with the 4 hard families
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"calibrating {name}", total=total)
         result = run_calibration(

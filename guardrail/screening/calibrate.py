@@ -1,5 +1,6 @@
-"""Thresholds from a deployment's own data: a set's own images, edited by the evaluation's families,
-are the positives; the user's images that are not protected (whole, and random patches of them) are
+"""Thresholds from a deployment's own data: a set's own images, edited by the evaluation's families
+(the hard ones included: composites over the user's images, heavy crops, rotations, perspective), are
+the positives; the user's images that are not protected (whole, and random patches of them) are
 the negatives. Each is scored as the screen scores it: the smallest pHash distance to any reference
 (and to its own reference, for a positive), and the most keypoint inliers the keypoint tier finds.
 The threshold of each tier is the loosest whose false matches among the negatives stay within the
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrail.screening.families import FAMILIES
+from guardrail.screening.families import FAMILIES, hard_families
 from guardrail.screening.hashes import distances
 from guardrail.screening.refsets import ReferenceSet
 from guardrail.screening.screen import Query, Thresholds, match
@@ -58,10 +59,12 @@ def calibrate(
     """`protected`: (entry index, image) of the set's own images; `others`: images that are not
     protected. `progress` is called once per image scored."""
     rng = random.Random(seed)
+    # the hard families too: composites are pasted over the user's own unprotected images
+    families = {**FAMILIES, **hard_families([image.convert("RGB") for image in others])} if others else dict(FAMILIES)
     keypoints_only = Thresholds(max_distance=None, min_inliers=MIN_INLIERS, min_similarity=None, action="flag")
     positives: list[tuple[str, int, int]] = []  # family, distance to its reference, inliers with it
     for index, image in protected:
-        for family, edit in FAMILIES.items():
+        for family, edit in families.items():
             for _ in range(variants):
                 query = Query(edit(image.convert("RGB"), rng))
                 distance = int(distances(query.hashes, refset.hashes[index : index + 1])[0][0])
@@ -86,7 +89,7 @@ def calibrate(
     keypoint_false = neg_inliers >= (min_inliers if min_inliers is not None else np.iinfo(np.int64).max)
     false = int((hash_false | keypoint_false).sum())
     by_family: dict[str, dict[str, float]] = {}
-    for family in FAMILIES:
+    for family in families:
         rows = [i for i, (f, _, _) in enumerate(positives) if f == family]
         if rows:
             by_family[family] = {

@@ -27,10 +27,11 @@ def test_calibrate_picks_thresholds_and_writes_them(tmp_path: Path, capsys, monk
     )  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
-    assert result["positives"] == 3 * 12 and result["negatives"] == 6 * 4
+    assert result["positives"] == 3 * 16 and result["negatives"] == 6 * 4  # 12 families and 4 hard ones
     assert result["fpr"] == 0.0  # 0.1 % of 24 negatives allows none
     assert 0 <= result["max_distance"] <= 32 and result["min_inliers"] >= 4
-    assert result["recall"] >= 0.8 and result["by_family"]["jpeg"]["both"] == 1.0
+    assert result["recall"] >= 0.7 and result["by_family"]["jpeg"]["both"] == 1.0
+    assert "composite 20-50%" in result["by_family"]
     text = policy.read_text()
     assert "# our policy" in text and "# the brand's images" in text  # comments kept
     sets = guardrail.parse_policy(text).screening.sets
