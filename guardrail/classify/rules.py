@@ -4,7 +4,7 @@ rules' detail, the audit event and the manifest."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,17 @@ def judge(
     return judgement
 
 
+def run_models(
+    rules: Mapping[str, Any], classify: Callable[[str], tuple[str, list[list[Detection]]]]
+) -> tuple[dict[str, list[list[Detection]]], dict[str, str]]:
+    """(model -> each image's detections, model -> its identity) for every model the rules name, each
+    run once through `classify(model)`, which returns (identity, detections)."""
+    found, identities = {}, {}
+    for model in sorted({rule.model for rule in rules.values()}):
+        identities[model], found[model] = classify(model)
+    return found, identities
+
+
 def summary(found: Mapping[str, Sequence[Sequence[Detection]]], identities: Mapping[str, str]) -> list[dict[str, Any]]:
     """What the audit event and the manifest record: per image, each model's detections with scores."""
     count = max((len(per_image) for per_image in found.values()), default=0)
@@ -76,10 +87,12 @@ def preview(
     with `roles` (`guardrail classify`): per image the scores of each model the applicable rules name,
     the rules that fire and the resulting action (block, review, blur, flag or allow)."""
     rules = applicable(policy.classifiers, user, roles, "output")
-    found, identities = {}, {}
-    for model in sorted({rule.model for rule in rules.values()}):
+
+    def run(model: str) -> tuple[str, list[list[Detection]]]:
         classifier = classifiers.get(model)
-        identities[model], found[model] = classifier.identity, classifier.classify(list(images))
+        return classifier.identity, classifier.classify(list(images))
+
+    found, identities = run_models(rules, run)
     results = []
     for index, scores in enumerate(summary(found, identities) or [{} for _ in images]):
         one = {model: [per_image[index]] for model, per_image in found.items()}

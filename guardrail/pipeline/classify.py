@@ -18,11 +18,9 @@ from guardrail.workers import Each, spread
 
 def classify(evidence: Any, rules: dict[str, Any], images: list[Any], role: str) -> tuple[Any, dict[str, Any]]:
     """(the judgement of the rules, the note the audit records) for images in a role."""
-    from guardrail.classify.rules import judge, summary
+    from guardrail.classify.rules import judge, run_models, summary
 
-    found, identities = {}, {}
-    for model in sorted({rule.model for rule in rules.values()}):
-        identities[model], found[model] = evidence.classify(role, images, model)
+    found, identities = run_models(rules, lambda model: evidence.classify(role, images, model))
     return judge(rules, found, role), {f"{role}s": summary(found, identities)}
 
 

@@ -118,36 +118,28 @@ class EarlyAbort:
         return callback_kwargs
 
     def check(self, images: list[Any], step: int) -> list[FiredRule]:
-        from guardrail.classify.rules import applicable, judge
-        from guardrail.screening.screen import Thresholds, match
+        """The block checks on the preview: the classifier rules whose action is block, and the pHash
+        tier of the screening sets whose action is block (each image hashed once for all sets)."""
+        from guardrail.classify.rules import applicable
+        from guardrail.pipeline.classify import classify
+        from guardrail.screening.screen import Thresholds, fired_rules, screen
 
         state, preview = self.state, self.state.engine.policy.preview
         request = state.request
         fired: list[FiredRule] = []
         role = f"preview at step {step + 1}"
         if preview.classifiers:
-            rules = {
-                name: rule
-                for name, rule in applicable(
-                    state.engine.policy.classifiers, request.user, request.roles, "output"
-                ).items()
-                if rule.action == "block"
-            }
-            found = {}
-            for model in sorted({rule.model for rule in rules.values()}):
-                found[model] = state.evidence.classify(role, images, model)[1]
-            fired += judge(rules, found, role).fired
+            rules = applicable(state.engine.policy.classifiers, request.user, request.roles, "output")
+            blocking = {name: rule for name, rule in rules.items() if rule.action == "block"}
+            if blocking:
+                fired += classify(state.evidence, blocking, images, role)[0].fired
         if preview.screening:
             refsets = state.evidence.checks.reference_sets
-            for name, rule in state.engine.policy.screening.sets.items():
-                if rule.action != "block" or rule.max_distance is None or name not in refsets:
-                    continue
-                hashes_only = Thresholds(
-                    max_distance=rule.max_distance, min_inliers=None, min_similarity=None, action="block"
-                )
-                for index, image in enumerate(images):
-                    for m in match(image, refsets[name], hashes_only):
-                        detail = f"{role} image {index} resembles {m.label!r} ({m.describe()})"
-                        message = f"blocked: resembles protected {m.set} reference {m.label!r}"
-                        fired.append(FiredRule(f"screening.{m.set}", "deny", message, detail))
+            hashes_only = {
+                name: Thresholds(max_distance=rule.max_distance, min_inliers=None, min_similarity=None, action="block")
+                for name, rule in state.engine.policy.screening.sets.items()
+                if rule.action == "block" and rule.max_distance is not None and name in refsets
+            }
+            if hashes_only:
+                fired += fired_rules(screen(images, hashes_only, dict(refsets)), role)
         return fired

@@ -273,6 +273,11 @@ def check_embeddings(refsets: dict[str, ReferenceSet], embedder: ImageEmbedder |
 def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) -> Decision:
     """The decision after screening: a `block` match denies (rule id `screening.<set>`), a `flag` match
     flags, a `review` match sends the call to review; either way every match is named in the fired rules."""
+    return decision.with_fired(fired_rules(matches, stage))
+
+
+def fired_rules(matches: list[list[Match]], stage: str) -> list[FiredRule]:
+    """One fired rule `screening.<set>` per match, naming the image (in `stage`) and the reference."""
     fired = []
     for index, found in enumerate(matches):
         for m in found:
@@ -282,7 +287,7 @@ def apply_matches(decision: Decision, matches: list[list[Match]], stage: str) ->
                 f"{'blocked' if effect == 'deny' else m.action}: resembles protected {m.set} reference {m.label!r}"
             )
             fired.append(FiredRule(f"screening.{m.set}", effect, message, detail))
-    return decision.with_fired(fired)
+    return fired
 
 
 def summary(matches: list[list[Match]]) -> list[list[dict[str, Any]]]:
