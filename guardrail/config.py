@@ -213,15 +213,15 @@ class Capabilities:
             embedding=embedding is not None and embedding.has_weights,
             signer=config.provenance is not None,
             hmac_key=config.privacy.hmac_key_file is not None or bool(os.environ.get(KEY_ENV)),
-            classifiers=frozenset(config.classifiers) | _built_in_classifiers(),
+            classifiers=_classifier_names(config),
         )
 
 
-def _built_in_classifiers() -> frozenset[str]:
-    from guardrail.classify.loader import BUILT_IN
-    from guardrail.classify.nudenet import available
+def _classifier_names(config: GuardConfig) -> frozenset[str]:
+    """The classifiers a Guard built from `config` offers: the same names its ClassifierSet gives."""
+    from guardrail.classify.loader import ClassifierSet
 
-    return frozenset({BUILT_IN}) if available() else frozenset()
+    return ClassifierSet(config.classifiers).names
 
 
 def policy_gaps(policy: Policy, offered: Capabilities) -> list[tuple[list[str | int], str]]:
