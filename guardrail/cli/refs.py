@@ -214,9 +214,8 @@ def calibrate(
     from rich.progress import Progress
 
     from guardrail.images import open_image, read_limited
+    from guardrail.screening.calibrate import PATCHES_PER_NEGATIVE, families_for, write_thresholds
     from guardrail.screening.calibrate import calibrate as run_calibration
-    from guardrail.screening.calibrate import write_thresholds
-    from guardrail.screening.families import FAMILIES
     from guardrail.screening.refsets import ReferenceSet, image_files
 
     if write is not None and not write.is_file():  # refused before the work, not after it
@@ -237,7 +236,7 @@ def calibrate(
     others = [open_image(read_limited(p), name=str(p)) for p in image_files([negatives], recursive=True)]
     if not others:
         raise typer.BadParameter(f"no images in {negatives}", param_hint="--negatives")
-    total = len(protected) * (len(FAMILIES) + 4) * variants + len(others) * 4  # with the 4 hard families
+    total = len(protected) * len(families_for(others)) * variants + len(others) * (1 + PATCHES_PER_NEGATIVE)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"calibrating {name}", total=total)
         result = run_calibration(

@@ -59,8 +59,7 @@ def calibrate(
     """`protected`: (entry index, image) of the set's own images; `others`: images that are not
     protected. `progress` is called once per image scored."""
     rng = random.Random(seed)
-    # the hard families too: composites are pasted over the user's own unprotected images
-    families = {**FAMILIES, **hard_families([image.convert("RGB") for image in others])} if others else dict(FAMILIES)
+    families = families_for(others)
     keypoints_only = Thresholds(max_distance=None, min_inliers=MIN_INLIERS, min_similarity=None, action="flag")
     positives: list[tuple[str, int, int]] = []  # family, distance to its reference, inliers with it
     for index, image in protected:
@@ -109,6 +108,14 @@ def calibrate(
         sum(both) / len(both) if both else 0.0,
         by_family,
     )
+
+
+def families_for(others: Sequence[Any]) -> dict[str, Any]:
+    """The edits calibration applies: the evaluation's families and the hard ones, composites pasted
+    over the user's own unprotected images (`others`)."""
+    if not others:
+        return dict(FAMILIES)
+    return {**FAMILIES, **hard_families(list(others))}  # a composite converts its background when it uses it
 
 
 def _negatives(others: Sequence[Any], rng: random.Random) -> list[Any]:
