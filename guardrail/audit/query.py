@@ -204,13 +204,13 @@ def query_calls(engine: Engine, where: CallFilter = CallFilter()) -> list[CallSu
 
 def _review_outcomes(connection: Any, call_ids: list[str]) -> dict[str, str]:
     """For held calls that reviewers have decided: their status since (approved or rejected after review)."""
-    from guardrail.audit.review import review_actions
+    from guardrail.audit.review import deciding_action, review_actions
 
     found = {}
     for call_id, actions in review_actions(connection, call_ids).items():
-        final = [a["status"] for a in actions if a["status"] in ("approved", "rejected")]
-        if final:
-            found[call_id] = f"{final[-1]} after review"
+        decided = deciding_action(actions)
+        if decided is not None:
+            found[call_id] = f"{decided['status']} after review"
     return found
 
 

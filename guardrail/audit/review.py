@@ -15,6 +15,15 @@ REVIEW = "review"
 """The kind of a review action's event."""
 
 
+DECIDED = ("approved", "rejected")
+"""The statuses a review action leaves a held call in when it ends the review."""
+
+
+def deciding_action(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The review action that ended a held call's review (its status approved or rejected), if any."""
+    return next((action for action in reversed(actions) if action["status"] in DECIDED), None)
+
+
 def held_calls(
     source: Engine | Connection, *, call_id: str | None = None, user: str | None = None
 ) -> list[dict[str, Any]]:

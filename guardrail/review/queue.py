@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail.audit.events import review_event
-from guardrail.audit.review import held_calls, review_actions
+from guardrail.audit.review import deciding_action, held_calls, review_actions
 from guardrail.errors import ReviewConflict, ReviewError
 from guardrail.images import MIME
 from guardrail.request import SignedImage
@@ -287,20 +287,13 @@ def _item(outcome: dict[str, Any], actions: list[dict[str, Any]]) -> ReviewItem:
     detail = outcome["detail"] or {}
     asked = detail.get("review", {})
     held_at = _utc(outcome["created_at"])
-    approvals: list[dict[str, Any]] = []
+    approvals = [_record(action) for action in actions if (action["detail"] or {}).get("action") == "approve"]
+    ending = deciding_action(actions)
     status, decided, released = "pending", None, []
-    for action in actions:
-        what = action["detail"] or {}
-        record = {
-            "reviewer": action["user_id"],
-            "at": _utc(action["created_at"]).isoformat(),
-            "note": what.get("note", ""),
-        }
-        if what.get("action") == "approve":
-            approvals.append(record)
-        if action["status"] in ("approved", "rejected"):
-            status, decided = action["status"], {**record, "action": what.get("action")}
-            released = list(what.get("released", []))
+    if ending is not None:
+        what = ending["detail"] or {}
+        status, decided = ending["status"], {**_record(ending), "action": what.get("action")}
+        released = list(what.get("released", []))
     return ReviewItem(
         audit_id=outcome["call_id"],
         status=status,
@@ -320,6 +313,15 @@ def _item(outcome: dict[str, Any], actions: list[dict[str, Any]]) -> ReviewItem:
         version=len(actions),
         policy=(outcome["policy_name"], outcome["policy_version"]),
     )
+
+
+def _record(action: dict[str, Any]) -> dict[str, Any]:
+    """A review action as an item lists it: who, when, with what note."""
+    return {
+        "reviewer": action["user_id"],
+        "at": _utc(action["created_at"]).isoformat(),
+        "note": (action["detail"] or {}).get("note", ""),
+    }
 
 
 def _last(item: ReviewItem) -> str:
