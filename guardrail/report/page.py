@@ -118,7 +118,7 @@ def _totals(data: ReportData) -> str:
     names = {"pending_review": "held for review"}
     cards += [(names.get(status, status), data.statuses.get(status, 0), status) for status in STATUS_ORDER]
     cards += [("flagged", data.flagged, "flagged"), ("block rate", f"{data.block_rate:.1%}", "denied")]
-    shown = [card for card in cards if card[1] not in (0,) or card[0] in ("calls", "denied", "block rate")]
+    shown = [card for card in cards if card[1] != 0 or card[0] in ("calls", "denied", "block rate")]
     items = "".join(
         f'<div class="card" id="total-{_e(label.replace(" ", "-"))}">'
         f"{_swatch(key)}{_e(label)}<b>{_e(str(value))}</b></div>"
